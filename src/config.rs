@@ -1,0 +1,1 @@
+//! Environment and flag configuration (being built).

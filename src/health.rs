@@ -1,0 +1,1 @@
+//! Health reporting (being built): every long-running task registers a reporter here.

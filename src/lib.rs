@@ -1,0 +1,16 @@
+//! Starling: a per-node Kubernetes networking daemon that replaces calico-node.
+//!
+//! The pure core (`selector`, `model`, `ipam` decisions, `bgp` codec/FSM/RIB, `dataplane::desired`)
+//! imports no I/O; the edges (`datastore`, `dataplane` kernel access, BGP sessions, HTTP) live beside it.
+
+pub mod bgp;
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod datastore;
+pub mod health;
+pub mod ipam;
+pub mod logging;
+pub mod model;
+pub mod resources;
+pub mod selector;
