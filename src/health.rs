@@ -157,7 +157,13 @@ mod tests {
         assert!(registry.summary(t0 + Duration::from_secs(5)).ready);
 
         // The datastore loop stops reporting: after its 30 s timeout it is neither live nor ready.
-        registry.report("dataplane", true, true, "applied", t0 + Duration::from_secs(40));
+        registry.report(
+            "dataplane",
+            true,
+            true,
+            "applied",
+            t0 + Duration::from_secs(40),
+        );
         let late = registry.summary(t0 + Duration::from_secs(41));
         assert!(!late.live);
         assert!(!late.ready);

@@ -34,7 +34,9 @@ fn status(good: bool) -> StatusCode {
     }
 }
 
-async fn metrics_text(State(metrics): State<Metrics>) -> ([(&'static str, &'static str); 1], String) {
+async fn metrics_text(
+    State(metrics): State<Metrics>,
+) -> ([(&'static str, &'static str); 1], String) {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         metrics.render(),

@@ -37,7 +37,10 @@ pub struct Metrics {
     pub build_info: IntGauge,
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
     // Names are static and unique, so registration can only fail on a programming error caught by tests.
     if let Err(err) = registry.register(Box::new(collector.clone())) {
         tracing::error!(%err, "metric registration failed");
@@ -61,10 +64,16 @@ impl Metrics {
         }
         let r = &registry;
         let int_gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(r, IntGaugeVec::new(opts(name, help), labels).expect("static metric definition"))
+            register(
+                r,
+                IntGaugeVec::new(opts(name, help), labels).expect("static metric definition"),
+            )
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(r, IntCounterVec::new(opts(name, help), labels).expect("static metric definition"))
+            register(
+                r,
+                IntCounterVec::new(opts(name, help), labels).expect("static metric definition"),
+            )
         };
         let histogram = |name: &str, help: &str| {
             let buckets = prometheus::exponential_buckets(0.0001, 4.0, 10).expect("static buckets");
@@ -168,8 +177,11 @@ impl Metrics {
             ),
             ipam_pool_size: register(
                 r,
-                GaugeVec::new(opts("starling_ipam_pool_size", "Addresses in the pool CIDR"), &["pool"])
-                    .expect("static metric definition"),
+                GaugeVec::new(
+                    opts("starling_ipam_pool_size", "Addresses in the pool CIDR"),
+                    &["pool"],
+                )
+                .expect("static metric definition"),
             ),
             ipam_operation_seconds: register(
                 r,
@@ -225,7 +237,10 @@ mod tests {
     #[test]
     fn renders_starling_families() {
         let metrics = Metrics::new();
-        metrics.datastore_in_sync.with_label_values(&["IPPool"]).set(1);
+        metrics
+            .datastore_in_sync
+            .with_label_values(&["IPPool"])
+            .set(1);
         metrics.routes.with_label_values(&["LocalWorkload"]).set(3);
         let text = metrics.render();
         assert!(text.contains("starling_datastore_in_sync{kind=\"IPPool\"} 1"));

@@ -1,0 +1,18 @@
+# Multi-stage build of the starling image. No container engine runs on the development machines,
+# so this file is checked only by review and by `hadolint`-style reading; see README "Deployment".
+FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY deploy ./deploy
+RUN cargo build --release --locked --bin starling
+
+FROM debian:bookworm-slim
+# nftables: natOutgoing rules are applied as one atomic `nft -f` transaction.
+RUN apt-get update && apt-get install -y --no-install-recommends nftables ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/starling /usr/local/bin/starling
+ENTRYPOINT ["/usr/local/bin/starling"]
+CMD ["run"]
