@@ -6,6 +6,7 @@
 pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod datastore;
 pub mod health;
@@ -16,3 +17,4 @@ pub mod metrics;
 pub mod model;
 pub mod resources;
 pub mod selector;
+pub mod status;
