@@ -12,6 +12,7 @@ pub mod datastore;
 pub mod health;
 pub mod http;
 pub mod ipam;
+pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod model;

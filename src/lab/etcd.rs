@@ -1,0 +1,82 @@
+//! The lab's private etcd: the system's `etcd` binary, run inside the bridge namespace so that
+//! every node namespace reaches it at `192.0.2.254:2379`, with its data in the lab's state dir.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::topology::{LabNames, BRIDGE_ADDRESS};
+
+pub const CLIENT_PORT: u16 = 2379;
+/// How often readiness is re-checked while waiting.
+const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The endpoint daemons in node namespaces use.
+pub fn endpoint() -> String {
+    format!("http://{BRIDGE_ADDRESS}:{CLIENT_PORT}")
+}
+
+/// Starts etcd detached from this process (it outlives `lab up`) and returns its pid.
+pub fn start(names: &LabNames, state_dir: &Path) -> Result<u32> {
+    let binary = which("etcd").context(
+        "etcd is not installed: `apt-get install etcd-server` (the lab runs its own private etcd)",
+    )?;
+    let data_dir = state_dir.join("etcd-data");
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let log_path = state_dir.join("etcd.log");
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let client_urls = format!("{},http://127.0.0.1:{CLIENT_PORT}", endpoint());
+    let child = Command::new("ip")
+        .args(["netns", "exec", &names.bridge_ns()])
+        .arg(binary)
+        .args(["--name", "lab", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--listen-client-urls", &client_urls])
+        .args(["--advertise-client-urls", &endpoint()])
+        .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+        .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+        .args(["--initial-cluster", "lab=http://127.0.0.1:2380"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C on `lab up` must not take etcd down with it.
+        .process_group(0)
+        .spawn()
+        .context("starting etcd")?;
+    Ok(child.id())
+}
+
+/// Waits until etcd answers a request from inside the bridge namespace.
+pub fn wait_ready(names: &LabNames, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let ns = names.bridge_ns();
+    loop {
+        let probe = super::netns_exec::block_on_in_netns(&ns, async {
+            let mut client = etcd_client::Client::connect([endpoint()], None).await?;
+            client.status().await?;
+            Ok::<_, etcd_client::Error>(())
+        });
+        match probe {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(err)) if Instant::now() >= deadline => {
+                bail!("etcd did not become ready within {timeout:?}: {err}")
+            }
+            Err(err) if Instant::now() >= deadline => return Err(err),
+            _ => std::thread::sleep(READY_POLL_INTERVAL),
+        }
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
