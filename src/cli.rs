@@ -30,7 +30,7 @@ pub enum Command {
     /// Configuration comes from calico-node's environment variables (NODENAME, DATASTORE_TYPE,
     /// ETCD_ENDPOINTS, IP, AS, CALICO_NETWORKING_BACKEND, CALICO_IPV4POOL_*, FELIX_* ...);
     /// the flags below override the variable named in their help.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the version of this binary.
     Version,
     /// Print the CustomResourceDefinitions (group crd.projectcalico.org, version v1) as YAML.

@@ -46,7 +46,7 @@ fn crds(args: CrdsArgs) -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> ExitCode {
+fn run(args: Box<RunArgs>) -> ExitCode {
     let mut environment: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     args.overlay(&mut environment);
     let config = match Config::from_env(&environment) {
