@@ -11,7 +11,7 @@ pub struct DurationError {
     pub reason: &'static str,
 }
 
-const UNITS: [(&str, u128); 9] = [
+const UNITS: [(&str, u128); 8] = [
     ("ns", 1),
     ("us", 1_000),
     ("\u{b5}s", 1_000),
@@ -20,7 +20,6 @@ const UNITS: [(&str, u128); 9] = [
     ("s", 1_000_000_000),
     ("m", 60_000_000_000),
     ("h", 3_600_000_000_000),
-    ("", 0),
 ];
 
 /// Parses a non-negative Go duration. `0` alone is allowed without a unit, as in Go.
@@ -63,7 +62,7 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
         rest = &rest[unit_end..];
         let scale = UNITS
             .iter()
-            .find(|(name, _)| *name == unit && !name.is_empty())
+            .find(|(name, _)| *name == unit)
             .map(|(_, scale)| *scale)
             .ok_or_else(|| {
                 error(if unit.is_empty() {

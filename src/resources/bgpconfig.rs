@@ -14,6 +14,7 @@ use crate::model::AsNumber;
     version = "v1",
     kind = "BGPConfiguration",
     plural = "bgpconfigurations",
+    doc = "A BGPConfiguration: cluster-wide (default) or per-node (node.<name>) BGP settings.",
     derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]

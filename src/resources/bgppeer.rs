@@ -15,6 +15,7 @@ use crate::model::AsNumber;
     version = "v1",
     kind = "BGPPeer",
     plural = "bgppeers",
+    doc = "A BGPPeer: a BGP peering that some or all nodes establish.",
     derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
     version = "v1",
     kind = "FelixConfiguration",
     plural = "felixconfigurations",
+    doc = "A FelixConfiguration: dataplane settings, global (default) or per node (node.<name>).",
     derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]

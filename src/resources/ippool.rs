@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
     version = "v1",
     kind = "IPPool",
     plural = "ippools",
+    doc = "An IPPool: a range of addresses Calico IPAM assigns from, with its routing and NAT settings.",
     derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
     version = "v1",
     kind = "IPReservation",
     plural = "ipreservations",
+    doc = "An IPReservation: addresses Calico IPAM never assigns automatically.",
     derive = "PartialEq"
 )]
 pub struct IPReservationSpec {
