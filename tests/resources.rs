@@ -451,3 +451,37 @@ fn unknown_fields_are_tolerated() {
     .unwrap();
     assert_eq!(IpPool::from_resource(&pool).unwrap().block_size, 26);
 }
+
+#[test]
+fn a_node_without_calico_fields_deletes_every_annotation_and_bgp_section() {
+    let empty = starling::model::CalicoNode {
+        name: "bare".into(),
+        ..Default::default()
+    };
+    let changes = k8s_annotation_changes(&empty);
+    assert_eq!(changes.len(), 9);
+    assert!(changes.values().all(Option::is_none));
+
+    let mut annotations: std::collections::BTreeMap<String, String> = [
+        (
+            "projectcalico.org/IPv4Address".to_string(),
+            "10.0.0.1/24".to_string(),
+        ),
+        ("unrelated".to_string(), "kept".to_string()),
+    ]
+    .into();
+    starling::resources::node::apply_annotation_changes(&mut annotations, &changes);
+    assert_eq!(annotations.keys().collect::<Vec<_>>(), ["unrelated"]);
+
+    let mut resource: CalicoNodeResource = round_trip("etcd-node.json");
+    update_v3_node(&mut resource, &empty);
+    assert_eq!(
+        resource.spec.bgp, None,
+        "Calico leaves spec.bgp out when nothing is set"
+    );
+    assert_eq!(resource.metadata.labels, None);
+    assert!(
+        resource.spec.interfaces.is_some(),
+        "unmodelled fields are kept"
+    );
+}
