@@ -3,7 +3,11 @@
 //! Each subcommand is a thin shell over a library function so that the same behaviour is
 //! reachable from tests without spawning the binary.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::RunArgs;
 
 use crate::logging::LogFormat;
 
@@ -24,10 +28,19 @@ pub enum Command {
     /// Run the node daemon: watch the datastore, assign addresses, program routes and speak BGP.
     ///
     /// Configuration comes from calico-node's environment variables (NODENAME, DATASTORE_TYPE,
-    /// ETCD_ENDPOINTS, IP, AS, CALICO_NETWORKING_BACKEND, CALICO_IPV4POOL_*, FELIX_* ...).
-    Run,
+    /// ETCD_ENDPOINTS, IP, AS, CALICO_NETWORKING_BACKEND, CALICO_IPV4POOL_*, FELIX_* ...);
+    /// the flags below override the variable named in their help.
+    Run(Box<RunArgs>),
     /// Print the version of this binary.
     Version,
     /// Print the CustomResourceDefinitions (group crd.projectcalico.org, version v1) as YAML.
-    Crds,
+    Crds(CrdsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CrdsArgs {
+    /// Write one file per CRD (crd.projectcalico.org_<plural>.yaml) into this directory
+    /// instead of printing a multi-document stream.
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@ pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod crds;
 pub mod dataplane;
 pub mod datastore;
 pub mod health;

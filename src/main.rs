@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, Command};
+use starling::cli::{Cli, Command, CrdsArgs};
+use starling::config::{Config, RunArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,13 +14,50 @@ fn main() -> ExitCode {
             println!("starling {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Crds => {
-            eprintln!("starling crds: not built yet");
-            ExitCode::FAILURE
-        }
-        Command::Run => {
-            eprintln!("starling run: not built yet");
-            ExitCode::FAILURE
-        }
+        Command::Crds(args) => crds(args),
+        Command::Run(args) => run(args),
     }
+}
+
+fn crds(args: CrdsArgs) -> ExitCode {
+    match args.write {
+        Some(dir) => match starling::crds::write_all(&dir) {
+            Ok(paths) => {
+                for path in paths {
+                    println!("wrote {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("starling crds: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        None => match starling::crds::all_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("starling crds: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(args: Box<RunArgs>) -> ExitCode {
+    let mut environment: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    args.overlay(&mut environment);
+    let config = match Config::from_env(&environment) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("starling run: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let node_name = config.node_name.resolve_from_system();
+    tracing::info!(node = %node_name, ?config, "configuration parsed");
+    eprintln!("starling run: configuration is valid; the node daemon is not built yet");
+    ExitCode::FAILURE
 }

@@ -1,6 +1,6 @@
 //! BGP configuration and peers as the speaker's peering computation sees them (reference §1.7, §1.8, §6.3).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -24,7 +24,43 @@ pub struct BgpConfig {
     pub service_cluster_ips: Vec<IpNet>,
     pub service_external_ips: Vec<IpNet>,
     pub service_load_balancer_ips: Vec<IpNet>,
+    /// `serviceLoadBalancerAggregation: Enabled` (the default); false = one /32 per service.
+    pub service_load_balancer_aggregation: bool,
+    /// `logSeverityScreen`, canonical spelling (`Info` by default).
+    pub log_severity_screen: String,
+    /// Interfaces whose addresses are not exported.
+    pub ignored_interfaces: Vec<String>,
+    pub local_workload_peering_ipv4: Option<Ipv4Addr>,
+    pub local_workload_peering_ipv6: Option<Ipv6Addr>,
+    /// `None` when the resource leaves it unset (the meaning then depends on the Calico version, §0).
+    pub program_cluster_routes: Option<ProgramClusterRoutes>,
+    pub ipv4_normal_route_priority: u32,
+    pub ipv6_normal_route_priority: u32,
 }
+
+/// Which pool routes the BGP side (or Felix) programs into the kernel (reference §0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProgramClusterRoutes {
+    Enabled,
+    Disabled,
+    EnabledIpipOnly,
+    EnabledNoEncapOnly,
+}
+
+impl ProgramClusterRoutes {
+    /// The spelling used in the resources.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgramClusterRoutes::Enabled => "Enabled",
+            ProgramClusterRoutes::Disabled => "Disabled",
+            ProgramClusterRoutes::EnabledIpipOnly => "EnabledIPIPOnly",
+            ProgramClusterRoutes::EnabledNoEncapOnly => "EnabledNoEncapOnly",
+        }
+    }
+}
+
+/// The default metric of workload routes, shared by BGPConfiguration and FelixConfiguration.
+pub const DEFAULT_NORMAL_ROUTE_PRIORITY: u32 = 1024;
 
 impl Default for BgpConfig {
     fn default() -> Self {
@@ -40,6 +76,14 @@ impl Default for BgpConfig {
             service_cluster_ips: Vec::new(),
             service_external_ips: Vec::new(),
             service_load_balancer_ips: Vec::new(),
+            service_load_balancer_aggregation: true,
+            log_severity_screen: "Info".to_string(),
+            ignored_interfaces: Vec::new(),
+            local_workload_peering_ipv4: None,
+            local_workload_peering_ipv6: None,
+            program_cluster_routes: None,
+            ipv4_normal_route_priority: DEFAULT_NORMAL_ROUTE_PRIORITY,
+            ipv6_normal_route_priority: DEFAULT_NORMAL_ROUTE_PRIORITY,
         }
     }
 }
