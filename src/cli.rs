@@ -30,4 +30,14 @@ pub enum Command {
     Version,
     /// Print the CustomResourceDefinitions (group crd.projectcalico.org, version v1) as YAML.
     Crds,
+    /// CNI plugin tasks (the plugin itself runs when CNI_COMMAND is set).
+    #[command(subcommand)]
+    Cni(CniCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CniCommand {
+    /// Copy this binary to $CNI_BIN_DIR/starling and write $CNI_NETWORK_CONFIG to
+    /// $CNI_NET_DIR/$CNI_CONF_NAME (the DaemonSet's init container).
+    Install,
 }

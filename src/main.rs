@@ -3,9 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, Command};
+use starling::cli::{Cli, CniCommand, Command};
 
 fn main() -> ExitCode {
+    // Runtimes execute /opt/cni/bin/starling with CNI_COMMAND set: behave as the CNI plugin.
+    if starling::cni::is_plugin_invocation() {
+        return starling::cni::run_plugin();
+    }
     let cli = Cli::parse();
     starling::logging::init(cli.log_format);
     match cli.command {
@@ -17,6 +21,13 @@ fn main() -> ExitCode {
             eprintln!("starling crds: not built yet");
             ExitCode::FAILURE
         }
+        Command::Cni(CniCommand::Install) => match starling::cni::install::install_from_environment() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("starling cni install: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run => {
             eprintln!("starling run: not built yet");
             ExitCode::FAILURE
