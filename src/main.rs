@@ -21,13 +21,15 @@ fn main() -> ExitCode {
             eprintln!("starling crds: not built yet");
             ExitCode::FAILURE
         }
-        Command::Cni(CniCommand::Install) => match starling::cni::install::install_from_environment() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("starling cni install: {error:#}");
-                ExitCode::FAILURE
+        Command::Cni(CniCommand::Install) => {
+            match starling::cni::install::install_from_environment() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("starling cni install: {error:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run => {
             eprintln!("starling run: not built yet");
             ExitCode::FAILURE

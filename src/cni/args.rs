@@ -121,11 +121,9 @@ impl PluginEnvironment {
                 "",
             )
         };
-        let command = CniCommand::parse(
-            &get("CNI_COMMAND").ok_or_else(|| {
-                CniError::new(code::INVALID_ENVIRONMENT, "CNI_COMMAND is not set", "")
-            })?,
-        )?;
+        let command = CniCommand::parse(&get("CNI_COMMAND").ok_or_else(|| {
+            CniError::new(code::INVALID_ENVIRONMENT, "CNI_COMMAND is not set", "")
+        })?)?;
         let needs_container = matches!(
             command,
             CniCommand::Add | CniCommand::Del | CniCommand::Check
@@ -245,10 +243,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(env.command, CniCommand::Add);
-        assert_eq!(env.netns.as_deref(), Some(std::path::Path::new("/var/run/netns/p")));
+        assert_eq!(
+            env.netns.as_deref(),
+            Some(std::path::Path::new("/var/run/netns/p"))
+        );
         assert_eq!(env.cni_path.len(), 2);
         let pod = env.pod().unwrap();
-        assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("default", "web-0"));
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str()),
+            ("default", "web-0")
+        );
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl SocketBackend {
     pub fn locate(configured: Option<&Path>, environment: Option<String>) -> SocketBackend {
         let path = configured
             .map(Path::to_path_buf)
-            .or_else(|| environment.filter(|path| !path.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                environment
+                    .filter(|path| !path.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from(control::DEFAULT_SOCKET));
         SocketBackend { path }
     }
@@ -92,7 +96,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.code, code::TRY_AGAIN_LATER);
         assert!(error.msg.contains("not running"), "{}", error.msg);
-        assert!(error.msg.contains(&path.display().to_string()), "{}", error.msg);
+        assert!(
+            error.msg.contains(&path.display().to_string()),
+            "{}",
+            error.msg
+        );
     }
 
     #[test]

@@ -192,7 +192,9 @@ impl NetworkConfig {
             CniError::new(result::code::INVALID_NETWORK_CONFIG, message, String::new())
         };
         if self.name.trim().is_empty() {
-            return Err(invalid("the network configuration has an empty name".into()));
+            return Err(invalid(
+                "the network configuration has an empty name".into(),
+            ));
         }
         if self.name.contains(['\r', '\n']) {
             return Err(invalid(format!(
@@ -215,7 +217,9 @@ impl NetworkConfig {
         }
         for pool in ipam.ipv4_pools.iter().chain(&ipam.ipv6_pools) {
             if pool.trim().is_empty() {
-                return Err(invalid("ipam pool lists may not contain empty entries".into()));
+                return Err(invalid(
+                    "ipam pool lists may not contain empty entries".into(),
+                ));
             }
         }
         self.requested_addresses()?;

@@ -166,9 +166,7 @@ impl CountingAllocator {
             }
         }
         for address in &chosen {
-            state
-                .by_address
-                .insert(*address, request.handle.clone());
+            state.by_address.insert(*address, request.handle.clone());
         }
         IpamResponse::Assigned {
             addresses: chosen.into_iter().map(host_network).collect(),
@@ -229,7 +227,9 @@ mod tests {
         assert!(matches!(taken, IpamResponse::Error(e) if e.kind == IpamErrorKind::AddressInUse));
         allocator.handle(assign("b", vec![]));
         let full = allocator.handle(assign("c", vec![]));
-        assert!(matches!(full, IpamResponse::Error(e) if e.kind == IpamErrorKind::Exhausted && e.message.contains("10.1.0.0/30")));
+        assert!(
+            matches!(full, IpamResponse::Error(e) if e.kind == IpamErrorKind::Exhausted && e.message.contains("10.1.0.0/30"))
+        );
         let released = allocator.handle(IpamRequest::ReleaseByHandle(ReleaseRequest {
             handle: "a".into(),
             network_name: "net".into(),

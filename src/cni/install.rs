@@ -42,8 +42,12 @@ impl InstallSettings {
             bail!("CNI_MTU {mtu:?} is not a number");
         }
         Ok(InstallSettings {
-            bin_dir: get("CNI_BIN_DIR").unwrap_or_else(|| "/host/opt/cni/bin".into()).into(),
-            net_dir: get("CNI_NET_DIR").unwrap_or_else(|| "/host/etc/cni/net.d".into()).into(),
+            bin_dir: get("CNI_BIN_DIR")
+                .unwrap_or_else(|| "/host/opt/cni/bin".into())
+                .into(),
+            net_dir: get("CNI_NET_DIR")
+                .unwrap_or_else(|| "/host/etc/cni/net.d".into())
+                .into(),
             conf_name: get("CNI_CONF_NAME").unwrap_or_else(|| "10-starling.conflist".into()),
             network_config,
             mtu: mtu.trim().to_string(),
@@ -123,9 +127,10 @@ mod tests {
     #[test]
     fn settings_defaults_and_substitution() {
         let settings = InstallSettings::from_lookup(|name| match name {
-            "CNI_NETWORK_CONFIG" => {
-                Some(r#"{"name":"k","mtu":__CNI_MTU__,"k":{"kubeconfig":"__KUBECONFIG_FILEPATH__"}}"#.into())
-            }
+            "CNI_NETWORK_CONFIG" => Some(
+                r#"{"name":"k","mtu":__CNI_MTU__,"k":{"kubeconfig":"__KUBECONFIG_FILEPATH__"}}"#
+                    .into(),
+            ),
             "CNI_MTU" => Some("1440".into()),
             _ => None,
         })
@@ -136,7 +141,10 @@ mod tests {
         let rendered: serde_json::Value =
             serde_json::from_str(&render_network_config(&settings).unwrap()).unwrap();
         assert_eq!(rendered["mtu"], 1440);
-        assert_eq!(rendered["k"]["kubeconfig"], "/etc/cni/net.d/starling-kubeconfig");
+        assert_eq!(
+            rendered["k"]["kubeconfig"],
+            "/etc/cni/net.d/starling-kubeconfig"
+        );
     }
 
     #[test]

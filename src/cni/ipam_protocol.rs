@@ -1,9 +1,11 @@
 //! The address-management requests the CNI plugin sends to the daemon over the control socket
 //! (one JSON object per line, see `control.rs`), and the daemon's answers.
 //!
-//! Wire shape: requests are tagged by `"ipam"` (`{"ipam":"assign", ...}`), responses by
-//! `"result"` (`{"result":"assigned","addresses":["10.0.0.5/32"]}`), so a wider control enum can
-//! embed them unambiguously (e.g. `#[serde(untagged)] enum Control { Ipam(IpamRequest), .. }`).
+//! Wire shape: requests are tagged by `"request"` with `ipam_`-prefixed names
+//! (`{"request":"ipam_assign", ...}`), responses by `"result"`
+//! (`{"result":"assigned","addresses":["10.0.0.5/32"]}`), so a wider control enum using the same
+//! `request` tag can absorb these variants, or embed the enum unambiguously with
+//! `#[serde(untagged)]`.
 //! Unknown fields are ignored in both directions so plugin and daemon may differ by a version
 //! during a rolling update.
 //!
@@ -33,11 +35,15 @@ use super::config::{FeatureControl, IpamSection};
 use super::result::{code, CniError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "ipam", rename_all = "snake_case")]
+#[serde(tag = "request")]
 pub enum IpamRequest {
+    #[serde(rename = "ipam_assign")]
     Assign(AssignRequest),
+    #[serde(rename = "ipam_release_by_handle")]
     ReleaseByHandle(ReleaseRequest),
+    #[serde(rename = "ipam_check")]
     Check(CheckRequest),
+    #[serde(rename = "ipam_status")]
     Status,
 }
 
@@ -168,14 +174,14 @@ mod tests {
             requested_addresses: vec!["10.0.0.7".parse().unwrap()],
         });
         let json = serde_json::to_value(&request).unwrap();
-        assert_eq!(json["ipam"], "assign");
+        assert_eq!(json["request"], "ipam_assign");
         assert_eq!(json["handle"], "k8s-pod-network.c1");
-        assert_eq!(json["ipam"], "assign");
+        assert_eq!(json["ipam"]["type"], "starling-ipam");
         let back: IpamRequest = serde_json::from_value(json).unwrap();
         assert_eq!(back, request);
 
         let status = serde_json::to_string(&IpamRequest::Status).unwrap();
-        assert_eq!(status, r#"{"ipam":"status"}"#);
+        assert_eq!(status, r#"{"request":"ipam_status"}"#);
 
         let answer: IpamResponse = serde_json::from_str(
             r#"{"result":"assigned","addresses":["10.0.0.5/32","fd00::5/128"],"extra":1}"#,
@@ -184,7 +190,10 @@ mod tests {
         assert_eq!(
             answer,
             IpamResponse::Assigned {
-                addresses: vec!["10.0.0.5/32".parse().unwrap(), "fd00::5/128".parse().unwrap()]
+                addresses: vec![
+                    "10.0.0.5/32".parse().unwrap(),
+                    "fd00::5/128".parse().unwrap()
+                ]
             }
         );
         let error = serde_json::to_value(IpamResponse::error(

@@ -147,13 +147,16 @@ fn run_command(
         .enable_all()
         .build()
         .map_err(|error| {
-            CniError::new(code::IO_FAILURE, "cannot start the async runtime", error.to_string())
+            CniError::new(
+                code::IO_FAILURE,
+                "cannot start the async runtime",
+                error.to_string(),
+            )
         })?;
     runtime.block_on(async {
         match environment.command {
             CniCommand::Add => {
-                let result =
-                    plugin::add(config, environment, &settings, &ipam, &dataplane).await?;
+                let result = plugin::add(config, environment, &settings, &ipam, &dataplane).await?;
                 Ok(Some(result.to_json(&config.cni_version)))
             }
             CniCommand::Del => {
@@ -183,8 +186,16 @@ fn init_logging(config: &NetworkConfig) {
         .log_level
         .as_deref()
         .map(str::to_ascii_lowercase)
-        .filter(|level| ["error", "warn", "warning", "info", "debug", "trace"].contains(&level.as_str()))
-        .map(|level| if level == "warning" { "warn".to_string() } else { level })
+        .filter(|level| {
+            ["error", "warn", "warning", "info", "debug", "trace"].contains(&level.as_str())
+        })
+        .map(|level| {
+            if level == "warning" {
+                "warn".to_string()
+            } else {
+                level
+            }
+        })
         .unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::new(level);
     let builder = tracing_subscriber::fmt()
@@ -201,9 +212,7 @@ fn init_logging(config: &NetworkConfig) {
             .ok()
     });
     let _ = match file {
-        Some(file) => builder
-            .with_writer(std::sync::Mutex::new(file))
-            .try_init(),
+        Some(file) => builder.with_writer(std::sync::Mutex::new(file)).try_init(),
         None => builder.with_writer(std::io::stderr).try_init(),
     };
 }

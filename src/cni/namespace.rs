@@ -80,7 +80,9 @@ mod tests {
     #[tokio::test]
     async fn a_regular_file_is_not_a_namespace() {
         let file = tempfile::NamedTempFile::new().unwrap();
-        let error = run_in_namespace(file.path(), || async {}).await.unwrap_err();
+        let error = run_in_namespace(file.path(), || async {})
+            .await
+            .unwrap_err();
         assert!(matches!(error, NamespaceError::Enter { .. }), "{error}");
         assert!(error.to_string().contains("not a network namespace"));
 

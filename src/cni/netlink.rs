@@ -62,7 +62,12 @@ impl Netlink {
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, NetlinkFailure> {
-        let mut request = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut request = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match request.try_next().await {
             Ok(link) => Ok(link),
             Err(source) => {
@@ -128,9 +133,7 @@ impl Netlink {
     }
 
     pub async fn set_up(&self, index: u32, name: &str) -> Result<(), NetlinkFailure> {
-        let message = LinkUnspec::new_with_index(index)
-            .up()
-            .build();
+        let message = LinkUnspec::new_with_index(index).up().build();
         self.handle
             .link()
             .set(message)
@@ -139,7 +142,12 @@ impl Netlink {
             .map_err(failed(format!("setting {name} up")))
     }
 
-    pub async fn set_mac(&self, index: u32, name: &str, mac: [u8; 6]) -> Result<(), NetlinkFailure> {
+    pub async fn set_mac(
+        &self,
+        index: u32,
+        name: &str,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkFailure> {
         let message = LinkUnspec::new_with_index(index)
             .address(mac.to_vec())
             .build();
@@ -240,11 +248,7 @@ impl Netlink {
         };
         let mut stream = self.handle.route().get(filter).execute();
         let mut found = Vec::new();
-        while let Some(message) = stream
-            .try_next()
-            .await
-            .map_err(failed("listing routes"))?
-        {
+        while let Some(message) = stream.try_next().await.map_err(failed("listing routes"))? {
             if message.header.table != netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN {
                 continue;
             }
@@ -323,10 +327,12 @@ fn summarise(message: &RouteMessage) -> Option<RouteSummary> {
 }
 
 pub fn link_mac(link: &LinkMessage) -> Option<[u8; 6]> {
-    link.attributes.iter().find_map(|attribute| match attribute {
-        LinkAttribute::Address(bytes) => bytes.as_slice().try_into().ok(),
-        _ => None,
-    })
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Address(bytes) => bytes.as_slice().try_into().ok(),
+            _ => None,
+        })
 }
 
 pub fn link_is_up(link: &LinkMessage) -> bool {

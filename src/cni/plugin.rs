@@ -65,17 +65,17 @@ pub async fn add(
     if !netns.exists() {
         return Err(CniError::new(
             code::CONTAINER_UNKNOWN,
-            format!("the pod network namespace {} does not exist", netns.display()),
+            format!(
+                "the pod network namespace {} does not exist",
+                netns.display()
+            ),
             "",
         ));
     }
     let mut requested_addresses = environment.args.requested_addresses.clone();
     requested_addresses.extend(config.requested_addresses()?);
     let handle = handle_for(config, environment);
-    let action = format!(
-        "assigning an address to pod {}/{}",
-        pod.namespace, pod.name
-    );
+    let action = format!("assigning an address to pod {}/{}", pod.namespace, pod.name);
     let response = ipam
         .exchange(IpamRequest::Assign(AssignRequest {
             handle: handle.clone(),
@@ -216,7 +216,10 @@ pub async fn check(
     if !version_at_least(&config.cni_version, "0.4.0") {
         return Err(CniError::new(
             code::INCOMPATIBLE_VERSION,
-            format!("CHECK needs cniVersion 0.4.0 or later, not {}", config.cni_version),
+            format!(
+                "CHECK needs cniVersion 0.4.0 or later, not {}",
+                config.cni_version
+            ),
             "",
         ));
     }
@@ -246,7 +249,10 @@ pub async fn check(
     if addresses.is_empty() {
         return Err(CniError::new(
             code::CHECK_FAILED,
-            format!("prevResult has no address on {}", environment.interface_name),
+            format!(
+                "prevResult has no address on {}",
+                environment.interface_name
+            ),
             "",
         ));
     }

@@ -166,7 +166,11 @@ impl CniResult {
             let mut entry = serde_json::to_value(ip).unwrap_or(serde_json::Value::Null);
             if !version_at_least(cni_version, "1.0.0") {
                 if let Some(object) = entry.as_object_mut() {
-                    let family = if ip.address.addr().is_ipv4() { "4" } else { "6" };
+                    let family = if ip.address.addr().is_ipv4() {
+                        "4"
+                    } else {
+                        "6"
+                    };
                     object.insert("version".into(), family.into());
                 }
             }

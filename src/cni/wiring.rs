@@ -52,7 +52,11 @@ pub fn veth_name(prefix: &str, namespace: &str, pod: &str) -> String {
 /// The interface prefix: the first entry of `FELIX_INTERFACEPREFIX`, else `cali`.
 pub fn interface_prefix(felix_interface_prefix: Option<&str>) -> String {
     felix_interface_prefix
-        .and_then(|list| list.split(',').map(str::trim).find(|entry| !entry.is_empty()))
+        .and_then(|list| {
+            list.split(',')
+                .map(str::trim)
+                .find(|entry| !entry.is_empty())
+        })
         .unwrap_or("cali")
         .to_string()
 }
@@ -217,10 +221,7 @@ async fn ensure_host_mac(netlink: &Netlink, name: &str) -> Result<u32, CniError>
 }
 
 /// Pod side, run inside the pod's namespace: returns the pod interface's MAC.
-async fn wire_pod_side(
-    interface: String,
-    addresses: Vec<IpAddr>,
-) -> Result<[u8; 6], CniError> {
+async fn wire_pod_side(interface: String, addresses: Vec<IpAddr>) -> Result<[u8; 6], CniError> {
     let netlink = Netlink::connect().map_err(|error| wiring_error(format!("netlink: {error}")))?;
     let link = netlink
         .link_by_name(&interface)
@@ -234,7 +235,10 @@ async fn wire_pod_side(
         write_sysctl(&format!("ipv6/conf/{interface}/disable_ipv6"), "0")?;
         write_sysctl(&format!("ipv6/conf/{interface}/accept_dad"), "0")?;
     }
-    netlink.set_up(index, &interface).await.map_err(wiring_error)?;
+    netlink
+        .set_up(index, &interface)
+        .await
+        .map_err(wiring_error)?;
     for address in &addresses {
         netlink
             .add_host_address(index, &interface, *address)
@@ -279,10 +283,17 @@ async fn wire_pod_side(
 }
 
 /// Pod side of CHECK: every difference as one line.
-async fn check_pod_side(interface: String, addresses: Vec<IpAddr>) -> Result<Vec<String>, CniError> {
+async fn check_pod_side(
+    interface: String,
+    addresses: Vec<IpAddr>,
+) -> Result<Vec<String>, CniError> {
     let netlink = Netlink::connect().map_err(|error| wiring_error(format!("netlink: {error}")))?;
     let mut problems = Vec::new();
-    let Some(link) = netlink.link_by_name(&interface).await.map_err(wiring_error)? else {
+    let Some(link) = netlink
+        .link_by_name(&interface)
+        .await
+        .map_err(wiring_error)?
+    else {
         problems.push(format!("the pod has no interface {interface}"));
         return Ok(problems);
     };
@@ -293,7 +304,10 @@ async fn check_pod_side(interface: String, addresses: Vec<IpAddr>) -> Result<Vec
     let present = netlink.addresses(index).await.map_err(wiring_error)?;
     for address in &addresses {
         if !present.contains(&host_network(*address)) {
-            problems.push(format!("{interface} in the pod lacks {}", host_network(*address)));
+            problems.push(format!(
+                "{interface} in the pod lacks {}",
+                host_network(*address)
+            ));
         }
     }
     for ipv4 in [true, false] {
@@ -312,7 +326,9 @@ async fn check_pod_side(interface: String, addresses: Vec<IpAddr>) -> Result<Vec
                 && route.output_interface == Some(index)
         });
         if !has_default {
-            problems.push(format!("the pod has no default route via {gateway} dev {interface}"));
+            problems.push(format!(
+                "the pod has no default route via {gateway} dev {interface}"
+            ));
         }
         if ipv4
             && !routes.iter().any(|route| {
@@ -340,7 +356,10 @@ impl PodDataplane for NetlinkDataplane {
         let namespace_file = std::fs::File::open(&request.netns).map_err(|error| {
             CniError::new(
                 code::CONTAINER_UNKNOWN,
-                format!("cannot open the pod network namespace {}", request.netns.display()),
+                format!(
+                    "cannot open the pod network namespace {}",
+                    request.netns.display()
+                ),
                 error.to_string(),
             )
         })?;
@@ -451,7 +470,10 @@ impl PodDataplane for NetlinkDataplane {
             .await
             .map_err(wiring_error)?
         {
-            None => problems.push(format!("the host has no interface {}", request.host_interface)),
+            None => problems.push(format!(
+                "the host has no interface {}",
+                request.host_interface
+            )),
             Some(link) => {
                 if link_mac(&link) != Some(HOST_MAC) {
                     problems.push(format!(
@@ -486,16 +508,21 @@ impl PodDataplane for NetlinkDataplane {
         let pod_interface = request.pod_interface.clone();
         let addresses = request.addresses.clone();
         problems.extend(
-            run_in_namespace(&request.netns, move || check_pod_side(pod_interface, addresses))
-                .await
-                .map_err(namespace_error)??,
+            run_in_namespace(&request.netns, move || {
+                check_pod_side(pod_interface, addresses)
+            })
+            .await
+            .map_err(namespace_error)??,
         );
         if problems.is_empty() {
             Ok(())
         } else {
             Err(CniError::new(
                 code::CHECK_FAILED,
-                format!("the pod's network is not as ADD left it: {}", problems.join("; ")),
+                format!(
+                    "the pod's network is not as ADD left it: {}",
+                    problems.join("; ")
+                ),
                 String::new(),
             ))
         }
@@ -512,7 +539,10 @@ mod tests {
         assert_eq!(veth_name("cali", "default", "nginx"), "calic440f455693");
         assert_eq!(veth_name("tap", "default", "nginx"), "tapc440f455693");
         // `printf kube-system.coredns-abc | sha1sum` = 3d5d6ab04b5152ac04d8...
-        assert_eq!(veth_name("cali", "kube-system", "coredns-abc"), "cali3d5d6ab04b5");
+        assert_eq!(
+            veth_name("cali", "kube-system", "coredns-abc"),
+            "cali3d5d6ab04b5"
+        );
         assert_eq!(interface_prefix(None), "cali");
         assert_eq!(interface_prefix(Some("tap, cali")), "tap");
         assert_eq!(interface_prefix(Some(" ,")), "cali");
