@@ -143,6 +143,20 @@ fn add_check_delete_and_ping() {
         "{host_route}"
     );
     assert!(host_route.contains("scope link"), "{host_route}");
+    for (sysctl, expected) in [
+        (format!("ipv4/conf/{veth_a}/proxy_arp"), "1"),
+        (format!("ipv4/conf/{veth_a}/forwarding"), "1"),
+        (format!("ipv4/conf/{veth_a}/route_localnet"), "1"),
+        (format!("ipv4/neigh/{veth_a}/proxy_delay"), "0"),
+        (format!("ipv6/conf/{veth_a}/accept_ra"), "0"),
+    ] {
+        let output = node.exec("cat", &[&format!("/proc/sys/net/{sysctl}")]);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            expected,
+            "{sysctl}"
+        );
+    }
     assert_eq!(result["interfaces"][0]["name"], veth_a.as_str());
     assert_eq!(result["interfaces"][0]["mac"], "ee:ee:ee:ee:ee:ee");
 
@@ -373,4 +387,105 @@ fn missing_daemon_version_and_status() {
             "{answer}"
         );
     }
+}
+
+#[test]
+fn deleting_an_old_sandbox_spares_the_new_one() {
+    if !is_root() {
+        return;
+    }
+    let node = node_namespace();
+    let server = IpamServer::start("10.69.0.0/24");
+    let old_sandbox = Netns::new("pod");
+    let new_sandbox = Netns::new("pod");
+    let old = add_pod(&node, &server, &old_sandbox, "restarted", "container-old");
+    assert!(old.success, "{} {}", old.stdout, old.stderr);
+    // The new sandbox takes over the host-side name (the old veth is stale by then).
+    let new = add_pod(&node, &server, &new_sandbox, "restarted", "container-new");
+    assert!(new.success, "{} {}", new.stdout, new.stderr);
+    let new_address = new.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let deleted = delete_pod(
+        &node,
+        &server,
+        Some(&old_sandbox),
+        "restarted",
+        "container-old",
+    );
+    assert!(deleted.success, "{} {}", deleted.stdout, deleted.stderr);
+    let allocations = server.allocator.allocations();
+    assert_eq!(
+        allocations.values().collect::<Vec<_>>(),
+        ["k8s-pod-network.container-new"]
+    );
+    assert!(link_exists(&node, &expected_veth("default", "restarted")));
+    let host_route = node.ip(&["route", "show", &new_address]);
+    assert!(host_route.contains("dev cali"), "{host_route}");
+    assert!(new_sandbox.ping(NODE_ADDRESS));
+}
+
+#[test]
+fn dual_stack_pod() {
+    if !is_root() {
+        return;
+    }
+    let node = node_namespace();
+    // IPv6 forwarding is global (net.ipv6.conf.all.forwarding), which the daemon sets on a node.
+    node.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    let server = IpamServer::start_dual_stack("10.72.0.0/24", "fd00:72::/120");
+    let pod_a = Netns::new("pod");
+    let pod_b = Netns::new("pod");
+    let config = r#"{"cniVersion":"0.4.0","name":"k8s-pod-network","type":"starling","mtu":1400,"ipam":{"type":"calico-ipam","assign_ipv4":"true","assign_ipv6":"true"}}"#;
+    let mut addresses = Vec::new();
+    for (pod, name) in [(&pod_a, "dual-a"), (&pod_b, "dual-b")] {
+        let path = pod.path();
+        let container = format!("container-{name}");
+        let added = invoke(
+            &node,
+            PLUGIN,
+            &Invocation {
+                command: "ADD",
+                container_id: &container,
+                netns: Some(&path),
+                interface: "eth0",
+                cni_args: Some(kubelet_args("default", name, &container)),
+                socket: &server.socket,
+                stdin: config.into(),
+            },
+        );
+        assert!(added.success, "{} {}", added.stdout, added.stderr);
+        let result = added.json();
+        assert_eq!(result["cniVersion"], "0.4.0");
+        let ips = result["ips"].as_array().unwrap();
+        assert_eq!(ips.len(), 2, "{result}");
+        assert_eq!(ips[0]["version"], "4", "0.4.0 results name the IP version");
+        assert_eq!(ips[1]["version"], "6");
+        assert!(ips[1]["address"].as_str().unwrap().ends_with("/128"));
+        let routes = pod.ip(&["-6", "route", "show", "default"]);
+        assert!(
+            routes.contains("via fe80::ecee:eeff:feee:eeee dev eth0"),
+            "{routes}"
+        );
+        let pod_addresses = pod.ip(&["-6", "addr", "show", "dev", "eth0"]);
+        assert!(!pod_addresses.contains("tentative"), "{pod_addresses}");
+        addresses.push(
+            ips[1]["address"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("/128")
+                .to_string(),
+        );
+    }
+    // The host side's link-local address needs its own DAD before neighbour discovery answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !pod_a.ping(&addresses[1]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pod a cannot reach pod b over IPv6"
+        );
+    }
+    assert!(pod_b.ping(&addresses[0]));
 }

@@ -160,7 +160,7 @@ fn run_command(
                 Ok(Some(result.to_json(&config.cni_version)))
             }
             CniCommand::Del => {
-                plugin::delete(config, environment, &settings, &ipam, &dataplane).await?;
+                plugin::delete(config, environment, &ipam, &dataplane).await?;
                 Ok(None)
             }
             CniCommand::Check => {

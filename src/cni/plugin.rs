@@ -5,7 +5,7 @@
 //! - ADD: validate everything that can be validated before anything is allocated; assign under
 //!   handle `<network name>.<containerID>`; wire. A wiring failure rolls back: the veth is removed
 //!   and the handle released, so nothing is left behind.
-//! - DEL: remove the veth, then release the handle. Both steps succeed when there is nothing to
+//! - DEL: remove the veth (through the pod's namespace), then release the handle. Both steps succeed when there is nothing to
 //!   remove, so DEL is idempotent. A daemon that cannot be reached is code 11: the runtime
 //!   retries DEL, and succeeding silently would leak the address.
 //! - CHECK (0.4.0 and later): the daemon confirms the handle holds the prevResult's addresses,
@@ -110,12 +110,10 @@ pub async fn add(
         Err(mut error) => {
             tracing::warn!(%error, "wiring failed; rolling back");
             let mut rollback_problems = Vec::new();
+            // Only the host side: deleting it takes its peer along, and an interface in the pod
+            // namespace that this ADD did not create (its creation failed) is not ours to delete.
             if let Err(problem) = dataplane
-                .unwire(
-                    Some(&request.host_interface),
-                    Some(&netns),
-                    &request.pod_interface,
-                )
+                .unwire(Some(&request.host_interface), None, &request.pod_interface)
                 .await
             {
                 rollback_problems.push(format!("removing the veth: {problem}"));
@@ -187,16 +185,15 @@ async fn release(
 pub async fn delete(
     config: &NetworkConfig,
     environment: &PluginEnvironment,
-    settings: &HostSettings,
     ipam: &impl IpamBackend,
     dataplane: &impl PodDataplane,
 ) -> Result<(), CniError> {
-    let host_interface = environment
-        .pod_if_known()
-        .map(|pod| veth_name(&settings.interface_prefix, &pod.namespace, &pod.name));
+    // Through the pod's namespace only, never by the host-side name: a newer sandbox of the same
+    // pod has the same host-side name, and a DEL for the old sandbox must not cut it off. When the
+    // namespace is gone its veth went with it.
     dataplane
         .unwire(
-            host_interface.as_deref(),
+            None,
             environment.netns.as_deref(),
             &environment.interface_name,
         )

@@ -15,27 +15,27 @@ use super::plugin::{self, HostSettings};
 use super::result::{code, CniError, Interface};
 use super::wiring::{PodDataplane, WiredPod, WiringRequest};
 
-/// Host interfaces that exist, with the addresses routed to them.
+/// Host interfaces that exist, with their pod's namespace and the addresses routed to them.
 #[derive(Default)]
 struct FakeDataplane {
-    wired: Mutex<BTreeMap<String, Vec<IpAddr>>>,
+    wired: Mutex<BTreeMap<String, (PathBuf, Vec<IpAddr>)>>,
     fail_wiring: bool,
 }
 
 impl PodDataplane for FakeDataplane {
     async fn wire(&self, request: &WiringRequest) -> Result<WiredPod, CniError> {
         // Half the work is done before the failure, as in the kernel.
-        self.wired
-            .lock()
-            .unwrap()
-            .insert(request.host_interface.clone(), Vec::new());
+        self.wired.lock().unwrap().insert(
+            request.host_interface.clone(),
+            (request.netns.clone(), Vec::new()),
+        );
         if self.fail_wiring {
             return Err(CniError::new(code::WIRING_FAILED, "injected failure", ""));
         }
-        self.wired
-            .lock()
-            .unwrap()
-            .insert(request.host_interface.clone(), request.addresses.clone());
+        self.wired.lock().unwrap().insert(
+            request.host_interface.clone(),
+            (request.netns.clone(), request.addresses.clone()),
+        );
         Ok(WiredPod {
             host: Interface {
                 name: request.host_interface.clone(),
@@ -53,18 +53,22 @@ impl PodDataplane for FakeDataplane {
     async fn unwire(
         &self,
         host_interface: Option<&str>,
-        _netns: Option<&Path>,
+        netns: Option<&Path>,
         _pod_interface: &str,
     ) -> Result<(), CniError> {
+        let mut wired = self.wired.lock().unwrap();
         if let Some(name) = host_interface {
-            self.wired.lock().unwrap().remove(name);
+            wired.remove(name);
+        }
+        if let Some(netns) = netns {
+            wired.retain(|_, (pod_netns, _)| pod_netns != netns);
         }
         Ok(())
     }
 
     async fn check(&self, request: &WiringRequest) -> Result<(), CniError> {
         match self.wired.lock().unwrap().get(&request.host_interface) {
-            Some(addresses) if *addresses == request.addresses => Ok(()),
+            Some((_, addresses)) if *addresses == request.addresses => Ok(()),
             _ => Err(CniError::new(code::CHECK_FAILED, "not wired", "")),
         }
     }
@@ -147,13 +151,13 @@ async fn add_then_delete_twice() {
     assert_eq!(assign.network_name, "k8s-pod-network");
 
     let delete = environment("DEL", "c1", "web-0");
-    plugin::delete(&config, &delete, &settings(), &ipam, &dataplane)
+    plugin::delete(&config, &delete, &ipam, &dataplane)
         .await
         .unwrap();
     assert!(ipam.allocations().is_empty());
     assert!(dataplane.wired.lock().unwrap().is_empty());
     // Idempotent: nothing left is still success.
-    plugin::delete(&config, &delete, &settings(), &ipam, &dataplane)
+    plugin::delete(&config, &delete, &ipam, &dataplane)
         .await
         .unwrap();
 }
@@ -324,7 +328,6 @@ async fn absent_daemon() {
     let delete = plugin::delete(
         &config(""),
         &environment("DEL", "c1", "web-0"),
-        &settings(),
         &AbsentDaemon,
         &dataplane,
     )

@@ -137,9 +137,20 @@ pub struct IpamServer {
 
 impl IpamServer {
     pub fn start(pool: &str) -> IpamServer {
+        IpamServer::start_with(CountingAllocator::new(pool.parse().unwrap(), None))
+    }
+
+    pub fn start_dual_stack(ipv4_pool: &str, ipv6_pool: &str) -> IpamServer {
+        IpamServer::start_with(CountingAllocator::new(
+            ipv4_pool.parse().unwrap(),
+            Some(ipv6_pool.parse().unwrap()),
+        ))
+    }
+
+    fn start_with(allocator: CountingAllocator) -> IpamServer {
         let directory = tempfile::tempdir().unwrap();
         let socket = directory.path().join("starling.sock");
-        let allocator = Arc::new(CountingAllocator::new(pool.parse().unwrap(), None));
+        let allocator = Arc::new(allocator);
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let server_socket = socket.clone();
         let server_allocator = allocator.clone();
