@@ -435,7 +435,13 @@ fn dual_stack_pod() {
     let node = node_namespace();
     // IPv6 forwarding is global (net.ipv6.conf.all.forwarding), which the daemon sets on a node.
     node.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
-    let server = IpamServer::start_dual_stack("10.72.0.0/24", "fd00:72::/120");
+    let server = IpamServer::start_with(
+        starling::cni::fake_ipam::CountingAllocator::new(
+            "10.72.0.0/24".parse().unwrap(),
+            Some("fd00:72::/120".parse().unwrap()),
+        )
+        .with_pod_mac("dual-a", "02:42:ac:11:00:07"),
+    );
     let pod_a = Netns::new("pod");
     let pod_b = Netns::new("pod");
     let config = r#"{"cniVersion":"0.4.0","name":"k8s-pod-network","type":"starling","mtu":1400,"ipam":{"type":"calico-ipam","assign_ipv4":"true","assign_ipv6":"true"}}"#;
@@ -479,6 +485,9 @@ fn dual_stack_pod() {
                 .to_string(),
         );
     }
+    // The hwAddr the daemon passed on is the pod interface's MAC.
+    let link = pod_a.ip(&["link", "show", "eth0"]);
+    assert!(link.contains("02:42:ac:11:00:07"), "{link}");
     // The host side's link-local address needs its own DAD before neighbour discovery answers.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !pod_a.ping(&addresses[1]) {

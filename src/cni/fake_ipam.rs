@@ -19,6 +19,8 @@ use super::result::CniError;
 pub struct CountingAllocator {
     ipv4_pool: Ipv4Net,
     ipv6_pool: Option<Ipv6Net>,
+    /// `hwAddr` annotations by pod name.
+    pod_macs: BTreeMap<String, String>,
     state: Mutex<AllocatorState>,
 }
 
@@ -33,8 +35,15 @@ impl CountingAllocator {
         CountingAllocator {
             ipv4_pool,
             ipv6_pool,
+            pod_macs: BTreeMap::new(),
             state: Mutex::new(AllocatorState::default()),
         }
+    }
+
+    /// Answers assignments for `pod` with `mac`, as the daemon does for an `hwAddr` annotation.
+    pub fn with_pod_mac(mut self, pod: &str, mac: &str) -> CountingAllocator {
+        self.pod_macs.insert(pod.to_string(), mac.to_string());
+        self
     }
 
     /// Addresses currently assigned, with their handles.
@@ -109,6 +118,7 @@ impl CountingAllocator {
         if !existing.is_empty() {
             return IpamResponse::Assigned {
                 addresses: existing,
+                pod_mac: None,
             };
         }
         let mut chosen = Vec::new();
@@ -170,6 +180,7 @@ impl CountingAllocator {
         }
         IpamResponse::Assigned {
             addresses: chosen.into_iter().map(host_network).collect(),
+            pod_mac: self.pod_macs.get(&request.pod_name).cloned(),
         }
     }
 
@@ -218,7 +229,8 @@ mod tests {
         assert_eq!(
             first,
             IpamResponse::Assigned {
-                addresses: vec!["10.1.0.1/32".parse().unwrap()]
+                addresses: vec!["10.1.0.1/32".parse().unwrap()],
+                pod_mac: None,
             }
         );
         // Same handle again: the same address.

@@ -15,7 +15,8 @@
 //!   `ipv4pools` beats `ipam.ipv4_pools`; `ipAddrs`/`requested_addresses` assign exactly those;
 //!   `ipAddrsNoIpam` only with `feature_control.ip_addrs_no_ipam`), assign under `handle` with
 //!   attributes node/pod/namespace/timestamp, then write the pod annotations
-//!   `cni.projectcalico.org/podIP`, `podIPs` and `containerID`. If the annotation write fails,
+//!   `cni.projectcalico.org/podIP`, `podIPs` and `containerID`; return the `hwAddr` annotation
+//!   as `pod_mac`. If the annotation write fails,
 //!   release what was assigned and answer an error: the plugin must never be told "assigned" for
 //!   addresses that are not recorded on the pod. Assigning again under a handle that already
 //!   holds addresses returns those addresses (a retried ADD).
@@ -90,6 +91,10 @@ pub enum IpamResponse {
     /// Pod addresses as /32 and /128 networks.
     Assigned {
         addresses: Vec<IpNet>,
+        /// The pod interface's MAC from the `cni.projectcalico.org/hwAddr` annotation, if set
+        /// (`aa:bb:cc:dd:ee:ff`); otherwise the kernel's random one is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod_mac: Option<String>,
     },
     /// What the handle held (empty when it held nothing).
     Released {
@@ -193,7 +198,8 @@ mod tests {
                 addresses: vec![
                     "10.0.0.5/32".parse().unwrap(),
                     "fd00::5/128".parse().unwrap()
-                ]
+                ],
+                pod_mac: None,
             }
         );
         let error = serde_json::to_value(IpamResponse::error(

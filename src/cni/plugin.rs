@@ -3,7 +3,8 @@
 //! with fakes and the kernel work separately.
 //!
 //! - ADD: validate everything that can be validated before anything is allocated; assign under
-//!   handle `<network name>.<containerID>`; wire. A wiring failure rolls back: the veth is removed
+//!   handle `<network name>.<containerID>`; wire. `prevResult` is ignored: Starling creates the
+//!   pod's interface and so comes first in a chain. A wiring failure rolls back: the veth is removed
 //!   and the handle released, so nothing is left behind.
 //! - DEL: remove the veth (through the pod's namespace), then release the handle. Both steps succeed when there is nothing to
 //!   remove, so DEL is idempotent. A daemon that cannot be reached is code 11: the runtime
@@ -89,12 +90,21 @@ pub async fn add(
             requested_addresses,
         }))
         .await?;
-    let addresses: Vec<IpAddr> = match response {
-        IpamResponse::Assigned { addresses } if !addresses.is_empty() => {
-            addresses.iter().map(IpNet::addr).collect()
+    let (addresses, pod_mac): (Vec<IpAddr>, _) = match response {
+        IpamResponse::Assigned { addresses, pod_mac } if !addresses.is_empty() => {
+            (addresses.iter().map(IpNet::addr).collect(), pod_mac)
         }
         IpamResponse::Error(error) => return Err(error.to_cni_error(&action)),
         other => return Err(unexpected(&action, &other)),
+    };
+    let pod_mac = match pod_mac.as_deref().map(parse_mac).transpose() {
+        Ok(mac) => mac,
+        Err(mut error) => {
+            if let Err(problem) = release(config, environment, ipam).await {
+                error.details = format!("releasing {handle} failed too: {problem}");
+            }
+            return Err(error);
+        }
     };
     tracing::info!(pod = %format!("{}/{}", pod.namespace, pod.name), %handle, ?addresses, "addresses assigned");
 
@@ -104,6 +114,7 @@ pub async fn add(
         pod_interface: environment.interface_name.clone(),
         addresses: addresses.clone(),
         mtu: resolve_mtu(config.explicit_mtu(), &settings.mtu_file),
+        pod_mac,
     };
     let wired = match dataplane.wire(&request).await {
         Ok(wired) => wired,
@@ -277,8 +288,38 @@ pub async fn check(
             pod_interface: environment.interface_name.clone(),
             addresses: addresses.iter().map(IpNet::addr).collect(),
             mtu: 0,
+            pod_mac: None,
         })
         .await
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (the `hwAddr` annotation, as the daemon passes it on).
+pub fn parse_mac(text: &str) -> Result<[u8; 6], CniError> {
+    let invalid = || {
+        CniError::new(
+            code::IPAM_REFUSED,
+            format!("the pod's hwAddr {text:?} is not a MAC address like 02:00:00:00:00:01"),
+            "",
+        )
+    };
+    let bytes: Vec<u8> = text
+        .trim()
+        .split([':', '-'])
+        .map(|part| {
+            if part.len() == 2 {
+                u8::from_str_radix(part, 16).ok()
+            } else {
+                None
+            }
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(invalid)?;
+    let mac: [u8; 6] = bytes.try_into().map_err(|_| invalid())?;
+    // A multicast MAC cannot be an interface address.
+    if mac[0] & 1 == 1 {
+        return Err(invalid());
+    }
+    Ok(mac)
 }
 
 /// STATUS: code 50 unless the daemon says IPAM is ready.

@@ -19,11 +19,13 @@ use super::wiring::{PodDataplane, WiredPod, WiringRequest};
 #[derive(Default)]
 struct FakeDataplane {
     wired: Mutex<BTreeMap<String, (PathBuf, Vec<IpAddr>)>>,
+    last_mac: Mutex<Option<[u8; 6]>>,
     fail_wiring: bool,
 }
 
 impl PodDataplane for FakeDataplane {
     async fn wire(&self, request: &WiringRequest) -> Result<WiredPod, CniError> {
+        *self.last_mac.lock().unwrap() = request.pod_mac;
         // Half the work is done before the failure, as in the kernel.
         self.wired.lock().unwrap().insert(
             request.host_interface.clone(),
@@ -369,4 +371,56 @@ fn version_and_early_errors_through_execute() {
     let (version, no_pod) = super::execute(br#"{"name":"n","cniVersion":"0.3.1"}"#, add);
     assert_eq!(version, "0.3.1");
     assert_eq!(no_pod.unwrap_err().code, code::INVALID_ENVIRONMENT);
+}
+
+#[tokio::test]
+async fn requested_mac_reaches_the_dataplane_and_bad_ones_roll_back() {
+    let ipam = allocator().with_pod_mac("web-0", "02:42:ac:11:00:02");
+    let dataplane = FakeDataplane::default();
+    let result = plugin::add(
+        &config(""),
+        &environment("ADD", "c1", "web-0"),
+        &settings(),
+        &ipam,
+        &dataplane,
+    )
+    .await
+    .unwrap();
+    assert!(!result.ips.is_empty());
+    assert_eq!(
+        *dataplane.last_mac.lock().unwrap(),
+        Some([0x02, 0x42, 0xac, 0x11, 0, 2])
+    );
+
+    let bad = allocator().with_pod_mac("web-1", "01:00:5e:00:00:01");
+    let error = plugin::add(
+        &config(""),
+        &environment("ADD", "c2", "web-1"),
+        &settings(),
+        &bad,
+        &dataplane,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, code::IPAM_REFUSED);
+    assert!(bad.allocations().is_empty(), "{:?}", bad.allocations());
+}
+
+#[test]
+fn mac_parsing() {
+    assert_eq!(
+        plugin::parse_mac("02:00:00:00:00:01").unwrap(),
+        [2, 0, 0, 0, 0, 1]
+    );
+    assert_eq!(plugin::parse_mac("AA-BB-CC-DD-EE-FE").unwrap()[5], 0xfe);
+    for bad in [
+        "",
+        "02:00:00:00:00",
+        "02:00:00:00:00:01:02",
+        "zz:00:00:00:00:01",
+        "2:0:0:0:0:1",
+        "01:00:00:00:00:00",
+    ] {
+        assert!(plugin::parse_mac(bad).is_err(), "{bad}");
+    }
 }

@@ -106,6 +106,8 @@ pub struct WiringRequest {
     /// The pod's addresses; wired as /32 and /128 whatever their prefix.
     pub addresses: Vec<IpAddr>,
     pub mtu: u32,
+    /// The pod interface's MAC when the pod asks for one (`hwAddr` annotation).
+    pub pod_mac: Option<[u8; 6]>,
 }
 
 /// The two ends as they go into the CNI result.
@@ -221,7 +223,11 @@ async fn ensure_host_mac(netlink: &Netlink, name: &str) -> Result<u32, CniError>
 }
 
 /// Pod side, run inside the pod's namespace: returns the pod interface's MAC.
-async fn wire_pod_side(interface: String, addresses: Vec<IpAddr>) -> Result<[u8; 6], CniError> {
+async fn wire_pod_side(
+    interface: String,
+    addresses: Vec<IpAddr>,
+    requested_mac: Option<[u8; 6]>,
+) -> Result<[u8; 6], CniError> {
     let netlink = Netlink::connect().map_err(|error| wiring_error(format!("netlink: {error}")))?;
     let link = netlink
         .link_by_name(&interface)
@@ -229,7 +235,14 @@ async fn wire_pod_side(interface: String, addresses: Vec<IpAddr>) -> Result<[u8;
         .map_err(wiring_error)?
         .ok_or_else(|| wiring_error(format!("{interface} did not appear in the pod namespace")))?;
     let index = link.header.index;
-    let mac = link_mac(&link).unwrap_or_default();
+    let mut mac = link_mac(&link).unwrap_or_default();
+    if let Some(requested) = requested_mac {
+        netlink
+            .set_mac(index, &interface, requested)
+            .await
+            .map_err(wiring_error)?;
+        mac = requested;
+    }
     if addresses.iter().any(IpAddr::is_ipv6) {
         // Before the link comes up, so the address is never tentative.
         write_sysctl(&format!("ipv6/conf/{interface}/disable_ipv6"), "0")?;
@@ -391,8 +404,9 @@ impl PodDataplane for NetlinkDataplane {
 
         let pod_interface = request.pod_interface.clone();
         let addresses = request.addresses.clone();
+        let requested_mac = request.pod_mac;
         let pod_mac = run_in_namespace(&request.netns, move || {
-            wire_pod_side(pod_interface, addresses)
+            wire_pod_side(pod_interface, addresses, requested_mac)
         })
         .await
         .map_err(namespace_error)??;

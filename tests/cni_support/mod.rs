@@ -147,7 +147,7 @@ impl IpamServer {
         ))
     }
 
-    fn start_with(allocator: CountingAllocator) -> IpamServer {
+    pub fn start_with(allocator: CountingAllocator) -> IpamServer {
         let directory = tempfile::tempdir().unwrap();
         let socket = directory.path().join("starling.sock");
         let allocator = Arc::new(allocator);
