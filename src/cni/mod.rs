@@ -15,7 +15,8 @@
 //! - **Pod annotations are the daemon's job** as part of `Assign`/`ReleaseByHandle`: it reads the
 //!   pod's and namespace's annotations (`ipv4pools`, `ipv6pools`, `ipAddrs`, `ipAddrsNoIpam`,
 //!   `floatingIPs`, ...) to build the allocation, and writes back `cni.projectcalico.org/podIP`,
-//!   `podIPs` and `containerID` (Kubernetes datastore). It has the kube client and the
+//!   `podIPs` and `containerID` (Kubernetes datastore), and passes `hwAddr` back as the pod
+//!   interface's MAC. It has the kube client and the
 //!   credentials; the plugin only sends the pod's namespace/name, the container ID, the network
 //!   name, the interface and the config's `ipam` and `feature_control` sections. The
 //!   `kubernetes.kubeconfig` of the network config is therefore accepted and ignored.
@@ -24,6 +25,8 @@
 //!   (`namespace.rs`). The host /32 routes carry Starling's route protocol (81, or
 //!   `STARLING_ROUTE_PROTOCOL`) so the daemon owns them after a restart without a flap.
 //! - **Failure never leaves state behind**: see `plugin.rs` for ADD rollback and DEL idempotence.
+//! - `fake_ipam` is a counting allocator that answers the protocol, used by the plugin's tests (in
+//!   process and behind a socket); the daemon serves the protocol with the real IPAM.
 //!
 //! Environment read by the plugin besides the CNI variables: `STARLING_CONTROL_SOCKET`,
 //! `STARLING_MTU_FILE` (default `/var/lib/calico/mtu`), `STARLING_ROUTE_PROTOCOL`,
