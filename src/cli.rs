@@ -35,6 +35,16 @@ pub enum Command {
     Version,
     /// Print the CustomResourceDefinitions (group crd.projectcalico.org, version v1) as YAML.
     Crds(CrdsArgs),
+    /// CNI plugin tasks (the plugin itself runs when CNI_COMMAND is set).
+    #[command(subcommand)]
+    Cni(CniCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CniCommand {
+    /// Copy this binary to $CNI_BIN_DIR/starling and write $CNI_NETWORK_CONFIG to
+    /// $CNI_NET_DIR/$CNI_CONF_NAME (the DaemonSet's init container).
+    Install,
 }
 
 #[derive(Debug, Clone, Args)]

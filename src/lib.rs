@@ -5,6 +5,7 @@
 
 pub mod bgp;
 pub mod cli;
+pub mod cni;
 pub mod config;
 pub mod control;
 pub mod crds;

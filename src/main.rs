@@ -3,10 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, Command, CrdsArgs};
+use starling::cli::{Cli, CniCommand, Command, CrdsArgs};
 use starling::config::{Config, RunArgs};
 
 fn main() -> ExitCode {
+    // Runtimes execute /opt/cni/bin/starling with CNI_COMMAND set: behave as the CNI plugin.
+    if starling::cni::is_plugin_invocation() {
+        return starling::cni::run_plugin();
+    }
     let cli = Cli::parse();
     starling::logging::init(cli.log_format);
     match cli.command {
@@ -16,6 +20,15 @@ fn main() -> ExitCode {
         }
         Command::Crds(args) => crds(args),
         Command::Run(args) => run(args),
+        Command::Cni(CniCommand::Install) => {
+            match starling::cni::install::install_from_environment() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("starling cni install: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

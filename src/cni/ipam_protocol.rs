@@ -1,0 +1,229 @@
+//! The address-management requests the CNI plugin sends to the daemon over the control socket
+//! (one JSON object per line, see `control.rs`), and the daemon's answers.
+//!
+//! Wire shape: requests are tagged by `"request"` with `ipam_`-prefixed names
+//! (`{"request":"ipam_assign", ...}`), responses by `"result"`
+//! (`{"result":"assigned","addresses":["10.0.0.5/32"]}`), so a wider control enum using the same
+//! `request` tag can absorb these variants, or embed the enum unambiguously with
+//! `#[serde(untagged)]`.
+//! Unknown fields are ignored in both directions so plugin and daemon may differ by a version
+//! during a rolling update.
+//!
+//! Contract for the daemon's handler:
+//! - `Assign`: read the pod's and namespace's annotations (Kubernetes datastore), combine them
+//!   with `ipam` and `feature_control` into the IPAM request (pod `ipv4pools` beats namespace
+//!   `ipv4pools` beats `ipam.ipv4_pools`; `ipAddrs`/`requested_addresses` assign exactly those;
+//!   `ipAddrsNoIpam` only with `feature_control.ip_addrs_no_ipam`), assign under `handle` with
+//!   attributes node/pod/namespace/timestamp, then write the pod annotations
+//!   `cni.projectcalico.org/podIP`, `podIPs` and `containerID`; return the `hwAddr` annotation
+//!   as `pod_mac`. If the annotation write fails,
+//!   release what was assigned and answer an error: the plugin must never be told "assigned" for
+//!   addresses that are not recorded on the pod. Assigning again under a handle that already
+//!   holds addresses returns those addresses (a retried ADD).
+//! - `ReleaseByHandle`: release everything under `handle` (nothing held is success with an empty
+//!   list) and clear `podIP`/`podIPs` when the pod's `containerID` annotation still names
+//!   `container_id` (a newer sandbox of the same pod keeps its annotations).
+//! - `Check`: `Checked` when `handle` holds exactly `addresses`, else `Error{kind: Mismatch}`.
+//! - `Status`: `Ready` once IPAM can serve requests (datastore in sync), else
+//!   `Error{kind: Unavailable}`.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::config::{FeatureControl, IpamSection};
+use super::result::{code, CniError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request")]
+pub enum IpamRequest {
+    #[serde(rename = "ipam_assign")]
+    Assign(AssignRequest),
+    #[serde(rename = "ipam_release_by_handle")]
+    ReleaseByHandle(ReleaseRequest),
+    #[serde(rename = "ipam_check")]
+    Check(CheckRequest),
+    #[serde(rename = "ipam_status")]
+    Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignRequest {
+    /// `<network name>.<containerID>`.
+    pub handle: String,
+    pub network_name: String,
+    pub container_id: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    /// The interface inside the pod (`CNI_IFNAME`), for multi-interface pods.
+    pub interface_name: String,
+    /// The network config's `ipam` section.
+    pub ipam: IpamSection,
+    pub feature_control: FeatureControl,
+    /// Addresses the runtime asked for (`CNI_ARGS IP=`, the `ips` capability); like the
+    /// `ipAddrs` annotation they must be assigned exactly or the request fails.
+    #[serde(default)]
+    pub requested_addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub handle: String,
+    pub network_name: String,
+    pub container_id: String,
+    /// Absent when the runtime did not name the pod; then no annotation is touched.
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    #[serde(default)]
+    pub pod_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    pub handle: String,
+    pub addresses: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum IpamResponse {
+    /// Pod addresses as /32 and /128 networks.
+    Assigned {
+        addresses: Vec<IpNet>,
+        /// The pod interface's MAC from the `cni.projectcalico.org/hwAddr` annotation, if set
+        /// (`aa:bb:cc:dd:ee:ff`); otherwise the kernel's random one is kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod_mac: Option<String>,
+    },
+    /// What the handle held (empty when it held nothing).
+    Released {
+        addresses: Vec<IpNet>,
+    },
+    Checked,
+    Ready,
+    Error(IpamError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamError {
+    pub kind: IpamErrorKind,
+    /// Says what failed and for which pod, pool or address (e.g. the exhausted pools' names).
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpamErrorKind {
+    /// No free address in any usable pool.
+    Exhausted,
+    /// A specifically requested address is taken, reserved or outside every pool.
+    AddressInUse,
+    /// The request cannot be served as given: unknown or disabled pool, bad annotation,
+    /// `ipAddrsNoIpam` without the feature, pod not found.
+    Invalid,
+    /// The datastore is unreachable or not in sync yet; retrying later may work.
+    Unavailable,
+    /// CHECK: the handle does not hold exactly the given addresses.
+    Mismatch,
+    Internal,
+}
+
+impl IpamResponse {
+    /// The answer to a line that does not parse (the `on_garbage` of `control::serve`).
+    pub fn garbage(text: String) -> IpamResponse {
+        IpamResponse::Error(IpamError {
+            kind: IpamErrorKind::Invalid,
+            message: text,
+        })
+    }
+
+    pub fn error(kind: IpamErrorKind, message: impl Into<String>) -> IpamResponse {
+        IpamResponse::Error(IpamError {
+            kind,
+            message: message.into(),
+        })
+    }
+}
+
+impl IpamError {
+    /// The CNI error the plugin reports for this daemon error.
+    pub fn to_cni_error(&self, action: &str) -> CniError {
+        let code = match self.kind {
+            IpamErrorKind::Exhausted => code::POOL_EXHAUSTED,
+            IpamErrorKind::AddressInUse => code::ADDRESS_IN_USE,
+            IpamErrorKind::Invalid => code::IPAM_REFUSED,
+            IpamErrorKind::Unavailable => code::TRY_AGAIN_LATER,
+            IpamErrorKind::Mismatch => code::CHECK_FAILED,
+            IpamErrorKind::Internal => code::IPAM_INTERNAL,
+        };
+        CniError::new(code, format!("{action}: {}", self.message), String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shapes() {
+        let request = IpamRequest::Assign(AssignRequest {
+            handle: "k8s-pod-network.c1".into(),
+            network_name: "k8s-pod-network".into(),
+            container_id: "c1".into(),
+            pod_namespace: "default".into(),
+            pod_name: "web-0".into(),
+            interface_name: "eth0".into(),
+            ipam: IpamSection::default(),
+            feature_control: FeatureControl::default(),
+            requested_addresses: vec!["10.0.0.7".parse().unwrap()],
+        });
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(json["request"], "ipam_assign");
+        assert_eq!(json["handle"], "k8s-pod-network.c1");
+        assert_eq!(json["ipam"]["type"], "starling-ipam");
+        let back: IpamRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, request);
+
+        let status = serde_json::to_string(&IpamRequest::Status).unwrap();
+        assert_eq!(status, r#"{"request":"ipam_status"}"#);
+
+        let answer: IpamResponse = serde_json::from_str(
+            r#"{"result":"assigned","addresses":["10.0.0.5/32","fd00::5/128"],"extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            answer,
+            IpamResponse::Assigned {
+                addresses: vec![
+                    "10.0.0.5/32".parse().unwrap(),
+                    "fd00::5/128".parse().unwrap()
+                ],
+                pod_mac: None,
+            }
+        );
+        let error = serde_json::to_value(IpamResponse::error(
+            IpamErrorKind::Exhausted,
+            "pool default-ipv4-ippool is full",
+        ))
+        .unwrap();
+        assert_eq!(error["result"], "error");
+        assert_eq!(error["kind"], "exhausted");
+    }
+
+    #[test]
+    fn error_kinds_map_to_cni_codes() {
+        let unavailable = IpamError {
+            kind: IpamErrorKind::Unavailable,
+            message: "datastore not in sync".into(),
+        };
+        let cni = unavailable.to_cni_error("assigning an address");
+        assert_eq!(cni.code, code::TRY_AGAIN_LATER);
+        assert!(cni.msg.contains("datastore not in sync"));
+        let exhausted = IpamError {
+            kind: IpamErrorKind::Exhausted,
+            message: "pools a, b".into(),
+        };
+        assert_eq!(exhausted.to_cni_error("x").code, code::POOL_EXHAUSTED);
+    }
+}
