@@ -30,6 +30,31 @@ fn validate(kind: &str, name: &str, spec: Value) -> Result<(), ValidationError> 
 fn invalid_resources() -> Vec<(&'static str, &'static str, Value, &'static str)> {
     vec![
         // IPPool (§1.1)
+        // Selectors that do not parse (§10) are rejected with the field that holds them.
+        (
+            "IPPool",
+            "bad-node-selector",
+            json!({"cidr": "10.1.0.0/16", "nodeSelector": "rack =="}),
+            "spec.nodeSelector",
+        ),
+        (
+            "IPPool",
+            "bad-namespace-selector",
+            json!({"cidr": "10.1.0.0/16", "namespaceSelector": "team in {'a'"}),
+            "spec.namespaceSelector",
+        ),
+        (
+            "BGPPeer",
+            "bad-peer-selector",
+            json!({"peerSelector": "has(rr"}),
+            "spec.peerSelector",
+        ),
+        (
+            "BGPPeer",
+            "bad-bgp-node-selector",
+            json!({"nodeSelector": "a = 'b'", "peerIP": "192.0.2.1", "asNumber": 65000}),
+            "spec.nodeSelector",
+        ),
         (
             "IPPool",
             "not-a-cidr",
