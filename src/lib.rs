@@ -12,5 +12,6 @@ pub mod health;
 pub mod ipam;
 pub mod logging;
 pub mod model;
+pub mod netns;
 pub mod resources;
 pub mod selector;

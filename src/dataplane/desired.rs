@@ -452,7 +452,12 @@ pub fn compute(input: &DataplaneInput) -> Desired {
                     gateway: None,
                     device: Some(workload.interface.clone()),
                     onlink: false,
-                    scope: RouteScope::Link,
+                    // IPv6 routes carry no scope: the kernel reports universe.
+                    scope: if address.is_ipv4() {
+                        RouteScope::Link
+                    } else {
+                        RouteScope::Universe
+                    },
                     metric: config.workload_route_metric,
                     mtu: None,
                     protocol,

@@ -10,5 +10,6 @@ pub mod desired;
 pub mod fake;
 pub mod kernel;
 pub mod mtu;
+pub mod netlink;
 pub mod ownership;
 pub mod reconcile;
