@@ -7,9 +7,13 @@
 //! Ownership rules (what Starling may touch) live in [`ownership`].
 
 pub mod desired;
+pub mod driver;
 pub mod fake;
 pub mod kernel;
+pub mod monitor;
 pub mod mtu;
+pub mod nat;
 pub mod netlink;
 pub mod ownership;
 pub mod reconcile;
+pub mod sysctl;
