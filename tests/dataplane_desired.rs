@@ -18,10 +18,12 @@ use starling::model::{EncapMode, MacAddr};
 
 fn route<'a>(desired: &'a Desired, destination: &str) -> &'a DesiredRoute {
     let destination: IpNet = destination.parse().unwrap();
-    desired
-        .routes
-        .get(&destination)
-        .unwrap_or_else(|| panic!("no route for {destination}: {:?}", desired.routes.keys().collect::<Vec<_>>()))
+    desired.routes.get(&destination).unwrap_or_else(|| {
+        panic!(
+            "no route for {destination}: {:?}",
+            desired.routes.keys().collect::<Vec<_>>()
+        )
+    })
 }
 
 fn ip(text: &str) -> IpAddr {
@@ -40,7 +42,10 @@ fn three_node_vxlan_desired_state() {
 
     assert_eq!(desired.route_protocol, 81);
     assert_eq!(desired.host_mtu, 1500);
-    assert_eq!(desired.pod_mtu, 1430, "smallest enabled encapsulation (VXLAN v6)");
+    assert_eq!(
+        desired.pod_mtu, 1430,
+        "smallest enabled encapsulation (VXLAN v6)"
+    );
     assert_eq!(desired.parent_interface_v4.as_deref(), Some("eth0"));
 
     let vxlan = &desired.devices[VXLAN_DEVICE];
@@ -49,7 +54,12 @@ fn three_node_vxlan_desired_state() {
     assert_eq!(vxlan.mac, Some(vtep_mac("node-a", false)));
     assert_eq!(
         vxlan.kind,
-        DeviceKind::Vxlan { vni: 4096, port: 4789, local: ip("192.168.50.1"), parent: "eth0".to_string() }
+        DeviceKind::Vxlan {
+            vni: 4096,
+            port: 4789,
+            local: ip("192.168.50.1"),
+            parent: "eth0".to_string()
+        }
     );
     assert_eq!(desired.devices[VXLAN_V6_DEVICE].mtu, 1430);
     assert!(!desired.devices.contains_key(IPIP_DEVICE));
@@ -74,7 +84,11 @@ fn three_node_vxlan_desired_state() {
 
     let borrowed = route(&desired, "10.244.2.50/32");
     assert_eq!(borrowed.class, RouteClass::BorrowedRemote);
-    assert_eq!(borrowed.spec.gateway, Some(ip("10.244.1.1")), "toward the borrowing node");
+    assert_eq!(
+        borrowed.spec.gateway,
+        Some(ip("10.244.1.1")),
+        "toward the borrowing node"
+    );
 
     let remote_v6 = route(&desired, "fd00:244::80/122");
     assert_eq!(remote_v6.spec.gateway, Some(ip("fd00:244::81")));
@@ -83,14 +97,36 @@ fn three_node_vxlan_desired_state() {
     assert_eq!(desired.routes.len(), 9, "5 IPv4 + 4 IPv6");
 
     let neighbour = |device: &str, address: &str| {
-        desired.neighbours.get(&NeighbourKey { device: device.to_string(), address: ip(address) }).copied()
+        desired
+            .neighbours
+            .get(&NeighbourKey {
+                device: device.to_string(),
+                address: ip(address),
+            })
+            .copied()
     };
-    assert_eq!(neighbour(VXLAN_DEVICE, "10.244.1.1"), Some(vtep_mac("node-b", false)));
-    assert_eq!(neighbour(VXLAN_V6_DEVICE, "fd00:244::81"), Some(vtep_mac("node-c", true)));
-    assert_eq!(neighbour("cali0000000001a", "10.244.0.5"), Some("0a:58:0a:f4:00:05".parse().unwrap()));
-    assert_eq!(neighbour("cali0000000001a", "fd00:244::5"), None, "static ARP is IPv4 only");
     assert_eq!(
-        desired.fdb.get(&FdbKey { device: VXLAN_DEVICE.to_string(), mac: vtep_mac("node-c", false) }),
+        neighbour(VXLAN_DEVICE, "10.244.1.1"),
+        Some(vtep_mac("node-b", false))
+    );
+    assert_eq!(
+        neighbour(VXLAN_V6_DEVICE, "fd00:244::81"),
+        Some(vtep_mac("node-c", true))
+    );
+    assert_eq!(
+        neighbour("cali0000000001a", "10.244.0.5"),
+        Some("0a:58:0a:f4:00:05".parse().unwrap())
+    );
+    assert_eq!(
+        neighbour("cali0000000001a", "fd00:244::5"),
+        None,
+        "static ARP is IPv4 only"
+    );
+    assert_eq!(
+        desired.fdb.get(&FdbKey {
+            device: VXLAN_DEVICE.to_string(),
+            mac: vtep_mac("node-c", false)
+        }),
         Some(&ip("192.168.60.3"))
     );
     assert_eq!(desired.fdb.len(), 4);
@@ -98,7 +134,13 @@ fn three_node_vxlan_desired_state() {
     assert_eq!(desired.nat.masquerade_v4.len(), 1);
     assert!(desired.nat.masquerade_v6.is_empty());
     assert_eq!(desired.nat.all_pools_v6.len(), 1);
-    assert_eq!(desired.global_sysctls.get("net/ipv4/ip_forward").map(String::as_str), Some("1"));
+    assert_eq!(
+        desired
+            .global_sysctls
+            .get("net/ipv4/ip_forward")
+            .map(String::as_str),
+        Some("1")
+    );
     assert!(desired.allow_deletions);
 }
 
@@ -113,7 +155,10 @@ fn vtep_mac_derivation_and_override() {
     input.nodes[1].vxlan_tunnel_mac = Some(override_mac);
     let desired = compute(&input);
     assert_eq!(
-        desired.neighbours[&NeighbourKey { device: VXLAN_DEVICE.to_string(), address: ip("10.244.1.1") }],
+        desired.neighbours[&NeighbourKey {
+            device: VXLAN_DEVICE.to_string(),
+            address: ip("10.244.1.1")
+        }],
         override_mac
     );
 }
@@ -129,7 +174,10 @@ fn cross_subnet_ipip_and_no_encap_shapes() {
     assert_eq!(same.spec.device.as_deref(), Some("eth0"));
     assert_eq!(same.spec.mtu, None);
     // node-c is in another subnet: still VXLAN.
-    assert_eq!(route(&desired, "10.244.2.0/26").class, RouteClass::RemoteBlockVxlan);
+    assert_eq!(
+        route(&desired, "10.244.2.0/26").class,
+        RouteClass::RemoteBlockVxlan
+    );
 
     input.pools[0].vxlan_mode = EncapMode::Never;
     input.pools[0].ipip_mode = EncapMode::Always;
@@ -160,13 +208,29 @@ fn route_precedence_local_beats_learned() {
     let mut input = three_node_vxlan();
     input.learned_routes = vec![
         // Same destination as a remote block: IPAM knowledge wins.
-        LearnedRoute { prefix: "10.244.1.0/26".parse().unwrap(), next_hop: ip("192.168.50.9"), via_ipip: false },
+        LearnedRoute {
+            prefix: "10.244.1.0/26".parse().unwrap(),
+            next_hop: ip("192.168.50.9"),
+            via_ipip: false,
+        },
         // Inside our own block: never installed.
-        LearnedRoute { prefix: "10.244.0.7/32".parse().unwrap(), next_hop: ip("192.168.50.9"), via_ipip: false },
+        LearnedRoute {
+            prefix: "10.244.0.7/32".parse().unwrap(),
+            next_hop: ip("192.168.50.9"),
+            via_ipip: false,
+        },
         // Elsewhere: installed as learned.
-        LearnedRoute { prefix: "172.20.0.0/16".parse().unwrap(), next_hop: ip("192.168.50.9"), via_ipip: false },
+        LearnedRoute {
+            prefix: "172.20.0.0/16".parse().unwrap(),
+            next_hop: ip("192.168.50.9"),
+            via_ipip: false,
+        },
         // Family mismatch: ignored.
-        LearnedRoute { prefix: "172.21.0.0/16".parse().unwrap(), next_hop: ip("fd00::9"), via_ipip: false },
+        LearnedRoute {
+            prefix: "172.21.0.0/16".parse().unwrap(),
+            next_hop: ip("fd00::9"),
+            via_ipip: false,
+        },
     ];
     input.workloads.push(LocalWorkload {
         interface: "cali0000000002b".to_string(),
@@ -174,14 +238,24 @@ fn route_precedence_local_beats_learned() {
         mac: None,
     });
     let desired = compute(&input);
-    assert_eq!(route(&desired, "10.244.1.0/26").class, RouteClass::RemoteBlockVxlan);
-    assert!(!desired.routes.contains_key(&"10.244.0.7/32".parse::<IpNet>().unwrap()));
+    assert_eq!(
+        route(&desired, "10.244.1.0/26").class,
+        RouteClass::RemoteBlockVxlan
+    );
+    assert!(!desired
+        .routes
+        .contains_key(&"10.244.0.7/32".parse::<IpNet>().unwrap()));
     let learned = route(&desired, "172.20.0.0/16");
     assert_eq!(learned.class, RouteClass::BgpLearned);
     assert_eq!(learned.spec.device, None);
-    assert!(!desired.routes.contains_key(&"172.21.0.0/16".parse::<IpNet>().unwrap()));
+    assert!(!desired
+        .routes
+        .contains_key(&"172.21.0.0/16".parse::<IpNet>().unwrap()));
     // A local workload beats the borrowed-address route for the same /32.
-    assert_eq!(route(&desired, "10.244.2.50/32").class, RouteClass::LocalWorkload);
+    assert_eq!(
+        route(&desired, "10.244.2.50/32").class,
+        RouteClass::LocalWorkload
+    );
 }
 
 #[test]
@@ -213,7 +287,12 @@ fn reversed_input_order_gives_the_same_desired_state() {
 
 fn managed_state(kernel: &FakeKernel) -> Snapshot {
     let mut snapshot = Snapshot {
-        links: kernel.links.iter().filter(|l| l.name != "eth0").cloned().collect(),
+        links: kernel
+            .links
+            .iter()
+            .filter(|l| l.name != "eth0")
+            .cloned()
+            .collect(),
         addresses: kernel.addresses.clone(),
         routes: kernel.routes.clone(),
         neighbours: kernel.neighbours.clone(),
@@ -232,12 +311,21 @@ fn managed_state(kernel: &FakeKernel) -> Snapshot {
 
 fn fake_node_kernel() -> FakeKernel {
     let mut kernel = FakeKernel::new();
-    kernel.add_interface("eth0", 1500, &["192.168.50.1/24".parse().unwrap(), "fd00:50::1/64".parse().unwrap()]);
+    kernel.add_interface(
+        "eth0",
+        1500,
+        &[
+            "192.168.50.1/24".parse().unwrap(),
+            "fd00:50::1/64".parse().unwrap(),
+        ],
+    );
     kernel
 }
 
 fn converge(kernel: &mut FakeKernel, desired: &Desired) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let report = runtime
         .block_on(Reconciler::default().reconcile(kernel, desired, Instant::now()))
         .unwrap();
@@ -249,7 +337,9 @@ fn step_by_step_equals_from_empty_and_teardown() {
     let first = three_node_vxlan();
     let mut second = first.clone();
     second.nodes.retain(|node| node.name != "node-c");
-    second.blocks.retain(|block| block.affinity.as_deref() != Some("node-c"));
+    second
+        .blocks
+        .retain(|block| block.affinity.as_deref() != Some("node-c"));
     second.pools[0].vxlan_mode = EncapMode::CrossSubnet;
 
     let mut stepped = fake_node_kernel();
@@ -260,7 +350,10 @@ fn step_by_step_equals_from_empty_and_teardown() {
     assert_eq!(managed_state(&stepped), managed_state(&direct));
 
     // Everything torn down when nothing is wanted any more (in sync, no pools).
-    let nothing = DataplaneInput { datastore_in_sync: true, ..DataplaneInput::default() };
+    let nothing = DataplaneInput {
+        datastore_in_sync: true,
+        ..DataplaneInput::default()
+    };
     converge(&mut stepped, &compute(&nothing));
     assert!(stepped.routes.is_empty(), "{:?}", stepped.routes);
     assert!(stepped.neighbours.is_empty() && stepped.fdb.is_empty());
