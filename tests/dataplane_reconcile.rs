@@ -174,7 +174,7 @@ fn flush_order_neighbours_before_routes_and_routes_before_neighbour_removal() {
         Instant::now(),
     );
     let position = |writes: &[Change], wanted: &dyn Fn(&Change) -> bool| {
-        writes.iter().position(|c| wanted(c)).unwrap()
+        writes.iter().position(wanted).unwrap()
     };
     let writes = kernel.writes.clone();
     let neighbour = position(

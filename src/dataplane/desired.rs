@@ -496,14 +496,12 @@ pub fn compute(input: &DataplaneInput) -> Desired {
                     });
                 }
             }
-            Some(owner) => {
-                if !single_address {
-                    if let Some(route) = context.route_to_node(block.cidr, owner, pool, false) {
-                        routes.offer(route);
-                    }
+            Some(owner) if !single_address => {
+                if let Some(route) = context.route_to_node(block.cidr, owner, pool, false) {
+                    routes.offer(route);
                 }
             }
-            None => {}
+            _ => {}
         }
         for (address, user) in &block.borrowed {
             if !block.cidr.contains(address)
