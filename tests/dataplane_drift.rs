@@ -219,8 +219,12 @@ fn fresh_pass(ns: &str, input: &DataplaneInput) -> (ReconcileReport, Vec<(bool, 
     let desired = compute(input);
     netns::run_async_in(ns, || async {
         let mut kernel = NetlinkKernel::connect().unwrap();
+        // No grace for young workload interfaces here: the namespace's cali interface is old,
+        // which a reconciler without memory cannot know (the grace has its own test).
+        let mut reconciler = Reconciler::default();
+        reconciler.workload_route_grace = Duration::ZERO;
         with_route_events(async {
-            Reconciler::default()
+            reconciler
                 .reconcile(&mut kernel, &desired, Instant::now())
                 .await
                 .unwrap()

@@ -279,12 +279,9 @@ fn adopts_felix_and_bird_routes_in_place_sweeps_their_stale_ones_and_leaves_fore
     ]);
     kernel.clear_writes();
 
-    let report = pass(
-        &mut Reconciler::default(),
-        &mut kernel,
-        &desired,
-        Instant::now(),
-    );
+    let mut restarted = Reconciler::default();
+    restarted.workload_route_grace = Duration::ZERO; // covered by its own test below
+    let report = pass(&mut restarted, &mut kernel, &desired, Instant::now());
     assert!(report.converged(), "{report:?}");
     let replaced = kernel
         .writes
@@ -469,4 +466,35 @@ fn without_the_ipip_module_other_routes_still_proceed() {
             .any(|r| r.destination == net("fd00:244::40/122")),
         "IPv6 VXLAN unaffected"
     );
+}
+
+#[test]
+fn routes_on_a_new_workload_interface_get_a_grace_period() {
+    let desired = compute(&three_node_vxlan());
+    let mut kernel = node_kernel();
+    kernel.add_interface("cali0000000004d", 1500, &[]);
+    // The CNI plugin's route for a pod the datastore has not shown yet.
+    let cni_route = spec("10.244.0.44/32", Some("cali0000000004d"), 3);
+    kernel.routes.push(cni_route.clone());
+    let mut reconciler = Reconciler::default();
+    let start = Instant::now();
+    let report = pass(&mut reconciler, &mut kernel, &desired, start);
+    assert!(kernel.routes.contains(&cni_route));
+    assert_eq!(report.deferred, 1);
+    assert_eq!(report.next_retry, Some(start + Duration::from_secs(10)));
+    pass(
+        &mut reconciler,
+        &mut kernel,
+        &desired,
+        start + Duration::from_secs(9),
+    );
+    assert!(kernel.routes.contains(&cni_route));
+    let report = pass(
+        &mut reconciler,
+        &mut kernel,
+        &desired,
+        start + Duration::from_secs(10),
+    );
+    assert!(report.converged(), "{report:?}");
+    assert!(!kernel.routes.contains(&cni_route));
 }

@@ -12,6 +12,8 @@
 //!   stale neighbours/FDB, then stale devices. A route through a VXLAN device waits while the
 //!   neighbour of its gateway failed to install.
 //! * A failed item stays pending with exponential backoff; the rest of the batch proceeds.
+//! * Routes on a workload interface first seen less than `workload_route_grace` (10 s) ago are
+//!   not deleted yet, as in Felix: the CNI plugin adds a pod's route before the pod is known.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -87,20 +89,83 @@ pub struct ObjectPlan {
     pub waiting_for_device: usize,
 }
 
-/// Keeps retry state between passes; otherwise stateless (a new one on a correctly
-/// programmed kernel writes nothing).
-#[derive(Debug, Default)]
+/// Felix's grace period: routes on a workload interface first seen less than this long ago
+/// are not deleted (the CNI plugin installs a pod's route before the datastore shows the pod).
+pub const DEFAULT_WORKLOAD_ROUTE_GRACE: Duration = Duration::from_secs(10);
+
+/// Keeps retry state and when workload interfaces were first seen; otherwise stateless (a new
+/// one on a correctly programmed kernel writes nothing).
+#[derive(Debug)]
 pub struct Reconciler {
     pending: BTreeMap<ItemKey, RetryState>,
+    /// (name, index) of workload interfaces → first seen.
+    first_seen: BTreeMap<(String, u32), Instant>,
     pub backoff: BackoffPolicy,
+    pub workload_route_grace: Duration,
+}
+
+impl Default for Reconciler {
+    fn default() -> Self {
+        Reconciler::new(BackoffPolicy::default())
+    }
 }
 
 impl Reconciler {
     pub fn new(backoff: BackoffPolicy) -> Self {
         Reconciler {
             pending: BTreeMap::new(),
+            first_seen: BTreeMap::new(),
             backoff,
+            workload_route_grace: DEFAULT_WORKLOAD_ROUTE_GRACE,
         }
+    }
+
+    /// Holds back deletions of routes on workload interfaces still in their grace period;
+    /// returns when the earliest of them may go.
+    fn hold_young_workload_routes(
+        &mut self,
+        desired: &Desired,
+        snapshot: &Snapshot,
+        deletions: &mut Vec<Change>,
+        now: Instant,
+        report: &mut ReconcileReport,
+    ) -> Option<Instant> {
+        let workload_links: BTreeSet<(String, u32)> = snapshot
+            .links
+            .iter()
+            .filter(|link| desired.is_workload_interface(&link.name))
+            .map(|link| (link.name.clone(), link.index))
+            .collect();
+        self.first_seen
+            .retain(|key, _| workload_links.contains(key));
+        for key in workload_links {
+            self.first_seen.entry(key).or_insert(now);
+        }
+        let mut release_at: Option<Instant> = None;
+        deletions.retain(|change| {
+            let Change::DeleteRoute(RouteSpec {
+                device: Some(device),
+                ..
+            }) = change
+            else {
+                return true;
+            };
+            let seen = self
+                .first_seen
+                .iter()
+                .find(|((name, _), _)| name == device)
+                .map(|(_, seen)| *seen);
+            match seen {
+                Some(seen) if seen + self.workload_route_grace > now => {
+                    let at = seen + self.workload_route_grace;
+                    release_at = Some(release_at.map_or(at, |earliest| earliest.min(at)));
+                    report.deferred += 1;
+                    false
+                }
+                _ => true,
+            }
+        });
+        release_at
     }
 
     /// Items currently failing, with their attempt counts.
@@ -152,7 +217,15 @@ impl Reconciler {
             });
         report.deferred += blocked.len();
         self.apply_phase(kernel, routes, now, &mut report).await;
-        self.apply_phase(kernel, plan.route_deletions, now, &mut report)
+        let mut route_deletions = plan.route_deletions;
+        let grace_ends = self.hold_young_workload_routes(
+            desired,
+            &snapshot,
+            &mut route_deletions,
+            now,
+            &mut report,
+        );
+        self.apply_phase(kernel, route_deletions, now, &mut report)
             .await;
         self.apply_phase(kernel, plan.neighbour_deletions, now, &mut report)
             .await;
@@ -161,7 +234,12 @@ impl Reconciler {
 
         // Items no longer planned fixed themselves (or stopped being wanted).
         self.pending.retain(|key, _| planned.contains(key));
-        report.next_retry = self.pending.values().map(|state| state.next_attempt).min();
+        report.next_retry = self
+            .pending
+            .values()
+            .map(|state| state.next_attempt)
+            .chain(grace_ends)
+            .min();
         Ok(report)
     }
 
