@@ -14,6 +14,8 @@ pub mod monitor;
 pub mod mtu;
 pub mod nat;
 pub mod netlink;
+mod netlink_messages;
 pub mod ownership;
 pub mod reconcile;
+pub mod spec;
 pub mod sysctl;

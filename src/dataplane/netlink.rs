@@ -17,23 +17,24 @@ use rtnetlink::packet_core::{
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
-    RouteProtocol, RouteScope as NetlinkScope, RouteType as NetlinkRouteType,
+    RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope as NetlinkScope, RouteType as NetlinkRouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::Handle;
 
 use super::desired::{DeviceKind, RouteScope, RouteSpec, RouteType};
-use super::kernel::{
-    Address, Change, FdbEntry, Kernel, KernelError, Link, LinkKind, Neighbour, VxlanParameters,
+use super::kernel::{Address, Change, FdbEntry, Kernel, KernelError, Link, Neighbour};
+use super::netlink_messages::{
+    describe, family_of, fdb_message, ip_from_bytes, is_device_change, link_layer_address, name_of,
+    neighbour_message, netlink_error, parse_link, parse_route, route_address,
 };
-use crate::model::MacAddr;
 
 const DUMP_ATTEMPTS: usize = 8;
 /// Route/neighbour requests kept in flight at once.
@@ -136,10 +137,7 @@ impl NetlinkKernel {
     }
 
     fn name_of(&self, index: u32) -> String {
-        self.names
-            .get(&index)
-            .cloned()
-            .unwrap_or_else(|| format!("if{index}"))
+        name_of(&self.names, index)
     }
 
     fn index_of(&self, operation: &str, name: &str) -> Result<u32, KernelError> {
@@ -469,7 +467,7 @@ impl Kernel for NetlinkKernel {
                 .await?;
             for message in messages {
                 if let RouteNetlinkMessage::NewRoute(route) = message {
-                    if let Some(spec) = self.parse_route(&route) {
+                    if let Some(spec) = parse_route(&route, &self.names) {
                         routes.push(spec);
                     }
                 }
@@ -596,251 +594,5 @@ impl Kernel for NetlinkKernel {
             index = end;
         }
         results
-    }
-}
-
-impl NetlinkKernel {
-    fn parse_route(&self, route: &RouteMessage) -> Option<RouteSpec> {
-        let header = &route.header;
-        let table = route
-            .attributes
-            .iter()
-            .find_map(|attribute| match attribute {
-                RouteAttribute::Table(table) => Some(*table),
-                _ => None,
-            })
-            .unwrap_or(u32::from(header.table));
-        if table != u32::from(RouteHeader::RT_TABLE_MAIN)
-            || header.flags.contains(RouteFlags::Cloned)
-        {
-            return None;
-        }
-        let route_type = match header.kind {
-            NetlinkRouteType::Unicast => RouteType::Unicast,
-            NetlinkRouteType::BlackHole => RouteType::Blackhole,
-            _ => return None,
-        };
-        if route
-            .attributes
-            .iter()
-            .any(|attribute| matches!(attribute, RouteAttribute::MultiPath(_)))
-        {
-            return None;
-        }
-        let mut destination = None;
-        let mut gateway = None;
-        let mut device = None;
-        let mut metric = 0;
-        let mut mtu = None;
-        for attribute in &route.attributes {
-            match attribute {
-                RouteAttribute::Destination(address) => destination = ip_of(address),
-                RouteAttribute::Gateway(address) => gateway = ip_of(address),
-                RouteAttribute::Oif(index) => device = Some(self.name_of(*index)),
-                RouteAttribute::Priority(priority) => metric = *priority,
-                RouteAttribute::Metrics(metrics) => {
-                    mtu = metrics.iter().find_map(|metric| match metric {
-                        RouteMetric::Mtu(value) => Some(*value),
-                        _ => None,
-                    })
-                }
-                _ => {}
-            }
-        }
-        let destination = match (destination, header.address_family) {
-            (Some(ip), _) => ip,
-            (None, AddressFamily::Inet6) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            (None, _) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        };
-        if route_type == RouteType::Blackhole {
-            // IPv6 reports blackholes as leaving through `lo`; the device is not part of them.
-            device = None;
-        }
-        Some(RouteSpec {
-            destination: IpNet::new(destination, header.destination_prefix_length).ok()?,
-            route_type,
-            gateway,
-            device,
-            onlink: header.flags.contains(RouteFlags::Onlink),
-            scope: if header.scope == NetlinkScope::Link {
-                RouteScope::Link
-            } else {
-                RouteScope::Universe
-            },
-            metric,
-            mtu,
-            protocol: u8::from(header.protocol),
-        })
-    }
-}
-
-fn is_device_change(change: &Change) -> bool {
-    matches!(
-        change,
-        Change::CreateDevice(_)
-            | Change::DeleteDevice { .. }
-            | Change::SetDevice { .. }
-            | Change::AddAddress { .. }
-            | Change::DeleteAddress { .. }
-    )
-}
-
-fn describe(change: &Change) -> String {
-    format!("{change:?}")
-}
-
-fn netlink_error(operation: &str, raw_code: i32) -> KernelError {
-    let errno = raw_code.saturating_abs();
-    KernelError::Netlink {
-        operation: operation.to_string(),
-        errno,
-        message: std::io::Error::from_raw_os_error(errno).to_string(),
-    }
-}
-
-fn family_of(address: IpAddr) -> AddressFamily {
-    match address {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
-    }
-}
-
-fn route_address(address: IpAddr) -> RouteAddress {
-    match address {
-        IpAddr::V4(ip) => RouteAddress::Inet(ip),
-        IpAddr::V6(ip) => RouteAddress::Inet6(ip),
-    }
-}
-
-fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
-    match address {
-        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
-        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
-        _ => None,
-    }
-}
-
-fn neighbour_message(ifindex: u32, address: Option<IpAddr>) -> NeighbourMessage {
-    let mut message = NeighbourMessage::default();
-    message.header.ifindex = ifindex;
-    if let Some(address) = address {
-        message.header.family = family_of(address);
-        message
-            .attributes
-            .push(NeighbourAttribute::Destination(match address {
-                IpAddr::V4(ip) => NeighbourAddress::Inet(ip),
-                IpAddr::V6(ip) => NeighbourAddress::Inet6(ip),
-            }));
-    }
-    message
-}
-
-fn fdb_message(ifindex: u32, mac: MacAddr, destination: Option<IpAddr>) -> NeighbourMessage {
-    let mut message = neighbour_message(ifindex, destination);
-    message.header.family = AddressFamily::Bridge;
-    message.header.state = NeighbourState::Permanent;
-    message.header.flags = NeighbourFlags::Own;
-    message
-        .attributes
-        .insert(0, NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
-    message
-}
-
-fn link_layer_address(message: &NeighbourMessage) -> Option<MacAddr> {
-    message
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            NeighbourAttribute::LinkLayerAddress(bytes) => mac_of(bytes),
-            _ => None,
-        })
-}
-
-fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    if let Ok(octets) = <[u8; 4]>::try_from(bytes) {
-        return Some(IpAddr::from(octets));
-    }
-    <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from)
-}
-
-fn mac_of(bytes: &[u8]) -> Option<MacAddr> {
-    let array: [u8; 6] = bytes.try_into().ok()?;
-    Some(MacAddr(array))
-}
-
-fn parse_link(message: &LinkMessage) -> Option<Link> {
-    let mut name = None;
-    let mut mtu = 0;
-    let mut mac = None;
-    let mut kind = LinkKind::Other(None);
-    let mut oper_state = None;
-    for attribute in &message.attributes {
-        match attribute {
-            LinkAttribute::IfName(value) => name = Some(value.clone()),
-            LinkAttribute::Mtu(value) => mtu = *value,
-            LinkAttribute::Address(bytes) => mac = mac_of(bytes),
-            LinkAttribute::OperState(state) => oper_state = Some(*state),
-            LinkAttribute::LinkInfo(infos) => kind = parse_link_kind(infos),
-            _ => {}
-        }
-    }
-    let flags = message.header.flags;
-    let oper_up = match oper_state {
-        Some(State::Up) => true,
-        Some(State::Unknown) | None => {
-            flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running)
-        }
-        _ => false,
-    };
-    Some(Link {
-        index: message.header.index,
-        name: name?,
-        kind,
-        mtu,
-        admin_up: flags.contains(LinkFlags::Up),
-        oper_up,
-        mac,
-    })
-}
-
-fn parse_link_kind(infos: &[LinkInfo]) -> LinkKind {
-    let mut kind_name = None;
-    let mut vxlan = None;
-    let mut is_ipip = false;
-    for info in infos {
-        match info {
-            LinkInfo::Kind(InfoKind::Vxlan) => kind_name = Some("vxlan".to_string()),
-            LinkInfo::Kind(InfoKind::IpIp) => is_ipip = true,
-            LinkInfo::Kind(other) => kind_name = Some(other.to_string()),
-            LinkInfo::Data(InfoData::Vxlan(data)) => {
-                let mut parameters = VxlanParameters {
-                    vni: 0,
-                    port: 0,
-                    local: None,
-                    parent_index: None,
-                    learning: false,
-                };
-                for item in data {
-                    match item {
-                        InfoVxlan::Id(vni) => parameters.vni = *vni,
-                        InfoVxlan::Port(port) => parameters.port = *port,
-                        InfoVxlan::Local(ip) => parameters.local = Some(IpAddr::V4(*ip)),
-                        InfoVxlan::Local6(ip) => parameters.local = Some(IpAddr::V6(*ip)),
-                        InfoVxlan::Link(index) => parameters.parent_index = Some(*index),
-                        InfoVxlan::Learning(learning) => parameters.learning = *learning,
-                        _ => {}
-                    }
-                }
-                vxlan = Some(parameters);
-            }
-            _ => {}
-        }
-    }
-    if is_ipip {
-        return LinkKind::Ipip;
-    }
-    match vxlan {
-        Some(parameters) => LinkKind::Vxlan(parameters),
-        None => LinkKind::Other(kind_name),
     }
 }
