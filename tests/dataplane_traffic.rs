@@ -50,6 +50,29 @@ fn pods_ping_across_nodes_over_vxlan_then_direct_routes() {
     program_two_nodes(&topology, EncapMode::Always);
     let (pod_a, pod_b) = (topology.pod_a.name(), topology.pod_b.name());
     assert!(ip(topology.node_a.name(), "route show 10.244.1.0/26").contains("dev vxlan.calico"));
+    // The sysctls were written inside the node namespaces (the pods depend on proxy_arp).
+    for (name, expected) in [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+        ("net.ipv4.conf.caliaaaaaaaaaa1.proxy_arp", "1"),
+        ("net.ipv4.conf.caliaaaaaaaaaa1.route_localnet", "1"),
+        ("net.ipv4.neigh.caliaaaaaaaaaa1.proxy_delay", "0"),
+        ("net.ipv6.conf.caliaaaaaaaaaa1.accept_ra", "0"),
+        ("net.ipv6.conf.caliaaaaaaaaaa1.proxy_ndp", "1"),
+    ] {
+        let value = run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                topology.node_a.name(),
+                "sysctl",
+                "-n",
+                name,
+            ],
+        );
+        assert_eq!(value.trim(), expected, "{name}");
+    }
 
     assert!(
         ping(pod_a, "10.244.1.5"),

@@ -6,6 +6,11 @@
 //! carries one route protocol number of its own (default [`DEFAULT_ROUTE_PROTOCOL`] = 81, unused
 //! by the kernel, Felix (80, 3) and BIRD (12)), workload routes included, so a restarted
 //! Starling can recognise its own routes without memory.
+//!
+//! One process owns every route here (Felix's and BIRD's jobs both), so IPIP and no-encap
+//! cluster routes are always computed (Calico's `programClusterRoutes` has no counterpart), and
+//! route classes settle who wins a destination. Workload routes are wanted whatever the
+//! interface's state; the reconciler waits for the interface to exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

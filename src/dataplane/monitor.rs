@@ -39,7 +39,7 @@ pub fn is_relevant(message: &RouteNetlinkMessage, route_protocol: u8) -> bool {
 /// Starts the monitor on the current runtime; the receiver yields one `()` per burst of
 /// relevant events. The task ends when the receiver is dropped.
 pub fn spawn(route_protocol: u8) -> Result<mpsc::Receiver<()>, KernelError> {
-    let (connection, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
+    let (connection, handle, mut messages) = rtnetlink::new_multicast_connection(&[
         MulticastGroup::Link,
         MulticastGroup::Neigh,
         MulticastGroup::Ipv4Route,
@@ -52,6 +52,8 @@ pub fn spawn(route_protocol: u8) -> Result<mpsc::Receiver<()>, KernelError> {
     let connection_task = tokio::spawn(connection);
     let (kicks, receiver) = mpsc::channel(1);
     tokio::spawn(async move {
+        // The connection lives as long as a handle does.
+        let _handle = handle;
         while let Some((message, _)) = messages.next().await {
             if let NetlinkPayload::InnerMessage(inner) = &message.payload {
                 if is_relevant(inner, route_protocol) {
