@@ -162,6 +162,47 @@ fn drift_is_repaired_within_one_second_and_foreign_routes_survive() {
     driver_thread.join().unwrap();
 }
 
+#[test]
+fn periodic_resync_repairs_drift_without_the_monitor() {
+    if !require_root("periodic_resync_repairs_drift_without_the_monitor") {
+        return;
+    }
+    let namespace = node_namespace("st-resync");
+    let ns = namespace.name().to_string();
+    let (desired_sender, desired_receiver) = watch::channel(Arc::new(compute(&input())));
+    let (status_sender, mut status) = watch::channel(DriverStatus::default());
+    let (_silent_monitor, kicks) = tokio::sync::mpsc::channel(1);
+    let driver_ns = ns.clone();
+    let driver_thread = std::thread::spawn(move || {
+        netns::run_async_in(&driver_ns, move || async move {
+            let kernel = NetlinkKernel::connect().unwrap();
+            let options = DriverOptions {
+                resync_interval: Duration::from_millis(200),
+                manage_nat: false,
+                sysctl_root: None,
+                mtu_file: None,
+                ..DriverOptions::default()
+            };
+            driver::run(kernel, desired_receiver, kicks, options, status_sender).await;
+        })
+        .unwrap();
+    });
+    assert!(eventually(Duration::from_secs(5), || status
+        .borrow_and_update()
+        .converged));
+    let passes = status.borrow().passes;
+    ip(&ns, "route del 10.244.1.0/26");
+    assert!(eventually(Duration::from_secs(2), || !ip(
+        &ns,
+        "route show 10.244.1.0/26 proto 81"
+    )
+    .trim()
+    .is_empty()));
+    assert!(status.borrow().passes > passes, "repaired by a resync pass");
+    drop(desired_sender);
+    driver_thread.join().unwrap();
+}
+
 /// Runs `work`, then returns its output with the route events (new?, destination, protocol)
 /// that the kernel broadcast while it ran. A sentinel route marks the end of the window.
 async fn with_route_events<F: std::future::Future>(
