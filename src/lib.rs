@@ -18,6 +18,7 @@ pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod netns;
 pub mod resources;
 pub mod selector;
 pub mod status;
