@@ -6,5 +6,54 @@
 //! `check`, `show`. `cli` wires the `starling ipam` subcommands to a datastore chosen from the
 //! environment.
 
+pub mod allocator;
 pub mod block;
+pub mod claim;
+pub mod handles;
+pub mod pools;
 pub mod records;
+pub mod release;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::datastore::StoreError;
+
+/// Why an IPAM operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pool(#[from] pools::PoolError),
+    #[error(transparent)]
+    Block(#[from] block::BlockError),
+    #[error(
+        "gave up on {what} after {} conflicting writes",
+        handles::DATASTORE_RETRIES
+    )]
+    RetriesExhausted { what: String },
+    #[error("not enough free IPv{version} addresses: wanted {wanted}, found {found} ({reason})")]
+    Exhausted {
+        version: u8,
+        wanted: usize,
+        found: usize,
+        reason: String,
+    },
+    #[error("{address} is not inside any enabled IP pool")]
+    AddressNotInPool { address: IpAddr },
+    #[error("{address} is already in use by handle {handle}{pod}")]
+    AddressInUse {
+        address: IpAddr,
+        handle: String,
+        /// ` (pod namespace/name)` when the owner is a pod, else empty.
+        pod: String,
+    },
+    #[error("{address} is in block {block} owned by {owner:?} and strict affinity is enabled")]
+    NotAffine {
+        address: IpAddr,
+        block: IpNet,
+        owner: String,
+    },
+}
