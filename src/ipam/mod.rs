@@ -8,6 +8,7 @@
 
 pub mod allocator;
 pub mod block;
+pub mod check;
 pub mod claim;
 pub mod handles;
 pub mod pools;
