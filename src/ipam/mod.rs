@@ -14,6 +14,8 @@ pub mod handles;
 pub mod pools;
 pub mod records;
 pub mod release;
+pub mod request;
+pub mod tunnel;
 
 use std::net::IpAddr;
 
