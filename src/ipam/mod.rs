@@ -15,6 +15,8 @@ pub mod pools;
 pub mod records;
 pub mod release;
 pub mod request;
+pub mod reserve;
+pub mod show;
 pub mod tunnel;
 
 use std::net::IpAddr;
