@@ -30,4 +30,9 @@ pub enum Command {
     Version,
     /// Print the CustomResourceDefinitions (group crd.projectcalico.org, version v1) as YAML.
     Crds,
+    /// Inspect and repair IP address management data (like `calicoctl ipam`).
+    Ipam {
+        #[command(subcommand)]
+        command: crate::ipam::cli::IpamCommand,
+    },
 }

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             eprintln!("starling crds: not built yet");
             ExitCode::FAILURE
         }
+        Command::Ipam { command } => starling::ipam::cli::main(&command),
         Command::Run => {
             eprintln!("starling run: not built yet");
             ExitCode::FAILURE

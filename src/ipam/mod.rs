@@ -10,6 +10,8 @@ pub mod allocator;
 pub mod block;
 pub mod check;
 pub mod claim;
+pub mod cli;
+pub mod cli_pools;
 pub mod handles;
 pub mod pools;
 pub mod records;
