@@ -175,7 +175,6 @@ impl StoredKind for Block {
             cidr: self.cidr.to_string(),
             affinity: self.affinity.clone(),
             affinity_claim_time: self.affinity_claim_time.as_ref().map(format_time),
-            strict_affinity: false,
             allocations: self
                 .allocations
                 .iter()

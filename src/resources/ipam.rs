@@ -147,8 +147,6 @@ pub struct EtcdBlock {
     pub affinity: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity_claim_time: Option<String>,
-    #[serde(rename = "strictAffinity", default)]
-    pub strict_affinity: bool,
     #[serde(default)]
     pub allocations: Vec<Option<i64>>,
     #[serde(default)]
