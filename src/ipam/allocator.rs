@@ -163,6 +163,15 @@ impl<S: Datastore> Allocator<S> {
             .collect();
         affinities.sort_by(|a, b| a.value.key.cidr.cmp(&b.value.key.cidr));
         let affine_count = affinities.len();
+        // One list instead of a read per affinity: full blocks are skipped without a round trip,
+        // and a stale copy only costs a CAS conflict and a re-read.
+        let mut known: BTreeMap<IpNet, Versioned<Block>> = self
+            .store
+            .list::<Block>()
+            .await?
+            .into_iter()
+            .map(|b| (b.value.cidr, b))
+            .collect();
         for affinity in affinities
             .iter()
             .filter(|a| pool_holds_block(&request.pools, &a.value.key.cidr))
@@ -170,9 +179,22 @@ impl<S: Datastore> Allocator<S> {
             if assigned.len() >= request.count {
                 return Ok(());
             }
-            if let Some(block) =
-                claim::block_for_affinity(&self.store, affinity, request.now).await?
-            {
+            let listed = known.remove(&affinity.value.key.cidr);
+            let block = match listed {
+                Some(block)
+                    if affinity.value.state == AffinityState::Confirmed
+                        && block.value.affinity.as_deref()
+                            == Some(affinity.value.block_affinity_string().as_str()) =>
+                {
+                    if block.value.free_unreserved(&request.reserved) == 0 {
+                        continue;
+                    }
+                    Some(block)
+                }
+                // Missing block, foreign block or unconfirmed affinity: the full repair path.
+                _ => claim::block_for_affinity(&self.store, affinity, request.now).await?,
+            };
+            if let Some(block) = block {
                 self.assign_from_block(block, request, assigned).await?;
             }
         }

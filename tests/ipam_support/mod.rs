@@ -1,6 +1,8 @@
 //! Shared helpers for the IPAM integration tests.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
