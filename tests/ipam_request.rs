@@ -167,6 +167,7 @@ fn every_error_names_the_annotation_and_the_problem() {
     let mut features_on = cni(&[]);
     features_on.ip_addrs_no_ipam = true;
     features_on.floating_ips = true;
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(
         &str,
         Vec<(&str, &str)>,

@@ -17,7 +17,8 @@ use super::{decode_etcd, Datastore, Revision, StoreError, StoredKind, Versioned,
 /// A connection to an etcd cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    // Boxed: the client is several kilobytes and every operation clones it anyway.
+    client: Box<Client>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -49,7 +50,9 @@ impl EtcdStore {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| unavailable(&endpoints.join(","), e))?;
-        Ok(EtcdStore { client })
+        Ok(EtcdStore {
+            client: Box::new(client),
+        })
     }
 
     /// Writes raw bytes at a key (fixtures, and the `reserve` command's v3 object).

@@ -161,7 +161,7 @@ impl<S: Datastore> Allocator<S> {
                     && IpFamily::of_net(&key.cidr) == request.family
             })
             .collect();
-        affinities.sort_by(|a, b| a.value.key.cidr.cmp(&b.value.key.cidr));
+        affinities.sort_by_key(|a| a.value.key.cidr);
         let affine_count = affinities.len();
         // One list instead of a read per affinity: full blocks are skipped without a round trip,
         // and a stale copy only costs a CAS conflict and a re-read.

@@ -170,7 +170,7 @@ pub fn select_pools(
 }
 
 /// The active pool containing `address`, if any (used for specific-address requests).
-pub fn pool_containing<'a>(pools: &'a [IpPool], address: IpAddr) -> Option<&'a IpPool> {
+pub fn pool_containing(pools: &[IpPool], address: IpAddr) -> Option<&IpPool> {
     pools.iter().find(|p| p.is_active() && p.contains(address))
 }
 

@@ -71,7 +71,7 @@ impl EtcdServer {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(store) = EtcdStore::connect(&[client_url.clone()]).await {
+            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&client_url)).await {
                 match store.get::<IpamConfig>(&IpamConfigKey).await {
                     Ok(_) | Err(starling::datastore::StoreError::NotFound { .. }) => {
                         return Some((server, store));
