@@ -212,3 +212,45 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The reservation cover is exact (same address set as the items) and minimal (no two CIDRs
+    /// of the cover are mergeable siblings, none overlap).
+    #[test]
+    fn reservation_cover_is_exact_and_minimal(ranges in prop::collection::vec((0u32..256, 0u32..64), 1..6)) {
+        use starling::ipam::reserve::cidr_cover;
+        let items: Vec<String> = ranges
+            .iter()
+            .map(|(start, length)| {
+                let end = (start + length).min(255);
+                format!("10.9.0.{start}-10.9.0.{end}")
+            })
+            .collect();
+        let cover = cidr_cover(&items).unwrap();
+        let mut wanted = BTreeSet::new();
+        for (start, length) in &ranges {
+            for last in *start..=(start + length).min(255) {
+                wanted.insert(last);
+            }
+        }
+        let mut covered = BTreeSet::new();
+        for net in &cover {
+            for host in net.hosts().chain([net.network(), net.broadcast()]) {
+                if let IpAddr::V4(v4) = host {
+                    covered.insert(u32::from(v4.octets()[3]));
+                }
+            }
+        }
+        let total: u128 = cover.iter().map(|n| 1u128 << (32 - n.prefix_len())).sum();
+        prop_assert_eq!(total as usize, wanted.len(), "no overlaps");
+        prop_assert_eq!(covered, wanted);
+        for (i, a) in cover.iter().enumerate() {
+            for b in cover.iter().skip(i + 1) {
+                let mergeable = a.prefix_len() == b.prefix_len()
+                    && a.supernet().is_some()
+                    && a.supernet() == b.supernet();
+                prop_assert!(!mergeable, "{} and {} should have been merged", a, b);
+            }
+        }
+    }
+}
