@@ -351,3 +351,75 @@ async fn concurrent_assignments_on_two_hosts_never_collide() {
     assert_eq!(seen.len(), 60);
     assert!(problems(&store, &pools).await.is_empty());
 }
+
+#[tokio::test]
+async fn cleanup_of_handles_blocks_and_unused_affinities() {
+    use starling::ipam::records::read_ipam_config;
+    let store = MemoryStore::new();
+    assert_eq!(
+        read_ipam_config(&store).await.unwrap(),
+        IpamConfig::default()
+    );
+    let pools = vec![pool("p", "10.0.0.0/24", 28), pool("q", "10.1.0.0/24", 28)];
+    let a = Allocator::new(store.clone(), "a");
+    let got = a
+        .auto_assign(&request("a", "h1", &pools[..1], 2))
+        .await
+        .unwrap();
+    let in_q = a
+        .auto_assign(&request("a", "h2", &pools[1..], 1))
+        .await
+        .unwrap();
+    let q_block = ipnet::IpNet::new(in_q[0], 28).unwrap().trunc();
+    let p_block = ipnet::IpNet::new(got[0], 28).unwrap().trunc().to_string();
+    // A leaked handle (no addresses) and a wrong count are repaired.
+    let mut leaked = Handle::new("leaked");
+    leaked.blocks.insert(p_block.clone(), 3);
+    store.create(&leaked).await.unwrap();
+    let mut h1 = store.get::<Handle>(&"h1".to_string()).await.unwrap();
+    h1.value.blocks.insert(p_block.clone(), 5);
+    store.update(&h1.value, &h1.revision).await.unwrap();
+    assert_eq!(problems(&store, &pools).await.len(), 2);
+    assert_eq!(release::cleanup_handles(&store).await.unwrap(), 2);
+    assert!(problems(&store, &pools).await.is_empty());
+    // Pool q stops selecting the node: its empty affine block goes, the full one stays.
+    release::release_by_handle(&store, "h2").await.unwrap();
+    let released = release::release_unused_affinities(&store, "a", &pools[..1])
+        .await
+        .unwrap();
+    assert_eq!(released, vec![q_block]);
+    assert_eq!(blocks(&store).await.len(), 1);
+    // An empty block left without affinity is swept.
+    let cidr = blocks(&store).await[0].cidr;
+    let mut block = store.get::<Block>(&cidr).await.unwrap();
+    block.value.affinity = None;
+    store.update(&block.value, &block.revision).await.unwrap();
+    assert!(
+        release::delete_empty_unowned_blocks(&store)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not empty yet"
+    );
+    release::release_addresses(&store, &got).await.unwrap();
+    assert!(
+        blocks(&store).await.is_empty(),
+        "released the last address of a non-affine block"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_watch_reports_changes() {
+    use futures::StreamExt;
+    use starling::datastore::WatchEvent;
+    let store = MemoryStore::new();
+    let mut watch = store.watch::<Handle>().await.unwrap();
+    let handle = Handle::new("w");
+    let revision = store.create(&handle).await.unwrap();
+    store
+        .delete::<Handle>(&"w".to_string(), &revision)
+        .await
+        .unwrap();
+    assert!(matches!(watch.next().await, Some(Ok(WatchEvent::Put(v))) if v.value.id == "w"));
+    assert!(matches!(watch.next().await, Some(Ok(WatchEvent::Deleted(id))) if id == "w"));
+}

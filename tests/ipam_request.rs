@@ -327,3 +327,24 @@ fn every_error_names_the_annotation_and_the_problem() {
     neither.assign_ipv4 = false;
     assert!(allocation_request(&map(&[]), &map(&[]), &neither, &pools()).is_err());
 }
+
+#[test]
+fn pod_handle_and_attributes_like_calico_cni() {
+    use chrono::TimeZone;
+    use starling::ipam::request::{pod_attributes, pod_handle_id};
+    assert_eq!(
+        pod_handle_id("k8s-pod-network", "abc123\rjunk"),
+        "k8s-pod-network.abc123"
+    );
+    let at = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 10, 0, 0).unwrap();
+    let attributes = pod_attributes("node-a", "default", "web-1", at);
+    assert_eq!(attributes["timestamp"], "2025-06-01 10:00:00 +0000 UTC");
+    assert_eq!(attributes["node"], "node-a");
+    assert_eq!(attributes["namespace"], "default");
+    assert_eq!(attributes["pod"], "web-1");
+    let later = at + chrono::Duration::nanoseconds(123_450_000);
+    assert_eq!(
+        pod_attributes("n", "ns", "p", later)["timestamp"],
+        "2025-06-01 10:00:00.12345 +0000 UTC"
+    );
+}

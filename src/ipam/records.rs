@@ -147,6 +147,17 @@ impl Default for IpamConfig {
     }
 }
 
+/// Reads the IPAM configuration; a missing object means Calico's defaults (nothing is written).
+pub async fn read_ipam_config<S: crate::datastore::Datastore>(
+    store: &S,
+) -> Result<IpamConfig, crate::datastore::StoreError> {
+    match store.get::<IpamConfig>(&IpamConfigKey).await {
+        Ok(config) => Ok(config.value),
+        Err(crate::datastore::StoreError::NotFound { .. }) => Ok(IpamConfig::default()),
+        Err(error) => Err(error),
+    }
+}
+
 /// The singleton key of the IPAM configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IpamConfigKey;

@@ -198,6 +198,33 @@ pub async fn release_host_affinities<S: Datastore>(
     Ok(affinities.len())
 }
 
+/// Releases the host's affinities to empty blocks that lie in none of `usable_pools` (pools that
+/// are disabled, deleted, or no longer select the host: §4.2 step 5). Non-empty blocks keep their
+/// affinity until their addresses are released. Returns the released block CIDRs.
+pub async fn release_unused_affinities<S: Datastore>(
+    store: &S,
+    host: &str,
+    usable_pools: &[crate::model::IpPool],
+) -> Result<Vec<IpNet>, IpamError> {
+    let mut released = Vec::new();
+    for affinity in store.list::<Affinity>().await? {
+        let cidr = affinity.value.key.cidr;
+        if affinity.value.key.host != host || usable_pools.iter().any(|p| p.cidr.contains(&cidr)) {
+            continue;
+        }
+        let empty = match store.get::<Block>(&cidr).await {
+            Ok(block) => block.value.is_empty(),
+            Err(StoreError::NotFound { .. }) => true,
+            Err(error) => return Err(error.into()),
+        };
+        if empty {
+            release_affinity(store, host, cidr).await?;
+            released.push(cidr);
+        }
+    }
+    Ok(released)
+}
+
 /// Deletes empty blocks that have no affinity; returns their CIDRs.
 pub async fn delete_empty_unowned_blocks<S: Datastore>(store: &S) -> Result<Vec<IpNet>, IpamError> {
     let mut deleted = Vec::new();

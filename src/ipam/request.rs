@@ -20,6 +20,38 @@ pub const ANNOTATION_IP_ADDRS_NO_IPAM: &str = "cni.projectcalico.org/ipAddrsNoIp
 pub const ANNOTATION_FLOATING_IPS: &str = "cni.projectcalico.org/floatingIPs";
 pub const ANNOTATION_IP_FAMILIES: &str = "cni.projectcalico.org/ipFamilies";
 
+/// The handle of a pod's allocation: `<CNI network name>.<containerID>` (cut at a carriage return).
+pub fn pod_handle_id(network_name: &str, container_id: &str) -> String {
+    super::records::sanitize_handle(&format!("{network_name}.{container_id}")).to_string()
+}
+
+/// The attributes Calico's CNI plugin writes for a pod: node, namespace, pod and a Go-style
+/// UTC timestamp (`2006-01-02 15:04:05.999999999 +0000 UTC`).
+pub fn pod_attributes(
+    node: &str,
+    namespace: &str,
+    pod: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> BTreeMap<String, String> {
+    use chrono::Timelike;
+    let nanos = format!("{:09}", now.nanosecond() % 1_000_000_000);
+    let fraction = nanos.trim_end_matches('0');
+    let timestamp = if fraction.is_empty() {
+        format!("{} +0000 UTC", now.format("%Y-%m-%d %H:%M:%S"))
+    } else {
+        format!("{}.{fraction} +0000 UTC", now.format("%Y-%m-%d %H:%M:%S"))
+    };
+    [
+        (super::block::ATTRIBUTE_NODE, node),
+        (super::block::ATTRIBUTE_NAMESPACE, namespace),
+        (super::block::ATTRIBUTE_POD, pod),
+        (super::block::ATTRIBUTE_TIMESTAMP, timestamp.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// The IPAM part of the CNI network configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CniIpamConfig {
