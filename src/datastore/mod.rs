@@ -12,6 +12,7 @@
 pub mod etcd;
 pub mod keys;
 pub mod kinds;
+pub mod kinds_config;
 pub mod kube;
 pub mod memory;
 
