@@ -150,6 +150,8 @@ fn crd_objects_round_trip() {
     let original = json(CRD_BLOCK.as_bytes());
     assert_eq!(written["spec"], original["spec"]);
     assert_eq!(written["metadata"]["name"], "fd00-10---122");
+    assert_eq!(written["apiVersion"], "crd.projectcalico.org/v1");
+    assert_eq!(written["kind"], "IPAMBlock");
     assert_eq!(written["spec"]["strictAffinity"], false, "always written");
 
     let object: BlockAffinity = serde_json::from_str(CRD_AFFINITY).unwrap();
@@ -234,4 +236,38 @@ async fn allocator_continues_on_calico_data() {
         .unwrap()
         .problems
         .is_empty());
+}
+
+#[test]
+fn generated_crds_keep_calico_names_and_scope() {
+    use kube::CustomResourceExt;
+    let block = serde_json::to_value(IPAMBlock::crd()).unwrap();
+    assert_eq!(
+        block["metadata"]["name"],
+        "ipamblocks.crd.projectcalico.org"
+    );
+    assert_eq!(block["spec"]["scope"], "Cluster");
+    let schema = &block["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(required.contains(&"cidr"), "{required:?}");
+    let items = &schema["properties"]["allocations"]["items"];
+    assert_eq!(items["nullable"], true, "allocations hold nulls: {items}");
+    for (crd, name) in [
+        (
+            serde_json::to_value(BlockAffinity::crd()).unwrap(),
+            "blockaffinities.crd.projectcalico.org",
+        ),
+        (
+            serde_json::to_value(IPAMHandle::crd()).unwrap(),
+            "ipamhandles.crd.projectcalico.org",
+        ),
+    ] {
+        assert_eq!(crd["metadata"]["name"], name);
+        assert_eq!(crd["spec"]["scope"], "Cluster");
+    }
 }
