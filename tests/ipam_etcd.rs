@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use chrono::Duration;
 use ipnet::IpNet;
 use starling::datastore::etcd::EtcdStore;
+use starling::datastore::AnyDatastore;
 use starling::datastore::{Datastore, StoreError, WatchEvent};
 use starling::ipam::allocator::{Allocator, AssignRequest};
 use starling::ipam::block::Block;
@@ -15,7 +16,7 @@ use starling::ipam::check::{self, InUseAddress};
 use starling::ipam::claim::{self, Claim};
 use starling::ipam::pools::IpFamily;
 use starling::ipam::records::{Affinity, Handle, IpamConfig, Reservation};
-use starling::ipam::{cli, release};
+use starling::ipam::{cli, cli_usage, release};
 use starling::model::IpPool;
 
 mod ipam_support;
@@ -208,7 +209,7 @@ async fn two_nodes_five_hundred_concurrent_assignments_each() {
         .unwrap();
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
     assert_eq!(report.allocations, 1000);
-    let (text, problems) = cli::check(&store, t0()).await.unwrap();
+    let (text, problems) = cli::check(&store, Some(&in_use), t0()).await.unwrap();
     assert_eq!(problems, 0);
     assert!(
         text.ends_with("Check complete; found 0 problems.\n"),
@@ -319,10 +320,36 @@ async fn calico_fixtures_through_etcd_and_cli_commands() {
     assert!(who.starts_with("IP 10.65.0.2 is in use\nHandle ID: k8s-pod-network.bbb\nActive Owner Attributes:\n  namespace: kube-system\n  node: node-b\n"), "{who}");
 
     // The fixtures have no handle records: check reports them (class f) and a non-zero count.
-    let (text, problems) = cli::check(&store, t0()).await.unwrap();
+    let (text, problems) = cli::check(&store, None, t0()).await.unwrap();
     assert_eq!(problems, 3, "{text}");
     assert!(text.contains("has no handle record"), "{text}");
     assert!(text.ends_with("Check complete; found 3 problems.\n"));
+    // With workload endpoints and nodes, the leak classes run too.
+    store
+        .put_raw(
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/default/node--a-k8s-web--1-eth0",
+            br#"{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"node--a-k8s-web--1-eth0","namespace":"default"},"spec":{"node":"node-a","pod":"web-1","ipNetworks":["10.65.0.0/32"]}}"#,
+        )
+        .await
+        .unwrap();
+    store
+        .put_raw(
+            "/calico/resources/v3/projectcalico.org/nodes/node-a",
+            br#"{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"node-a"},"spec":{"ipv4VXLANTunnelAddr":"10.65.0.5","bgp":{"ipv4Address":"192.168.1.10/24"}}}"#,
+        )
+        .await
+        .unwrap();
+    let in_use = cli_usage::addresses_in_use(&AnyDatastore::Etcd(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(in_use.len(), 2, "{in_use:?}");
+    let (text, problems) = cli::check(&store, Some(&in_use), t0()).await.unwrap();
+    // 3 missing handles + leaked 10.65.0.2, 10.65.0.4 and the legacy 10.65.0.8.
+    assert_eq!(problems, 6, "{text}");
+    assert!(
+        text.contains("10.65.0.2 is allocated to handle k8s-pod-network.bbb but nothing uses it"),
+        "{text}"
+    );
 
     // reserve writes the v3 object at its etcd key, with the smallest exact cover.
     let out = cli::reserve(

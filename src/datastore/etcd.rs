@@ -76,6 +76,26 @@ impl EtcdStore {
         Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
+    /// Every key and value under a prefix (objects outside the IPAM kinds, e.g. workload endpoints).
+    pub async fn list_raw(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| unavailable(prefix, e))?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
+            .collect())
+    }
+
     /// Runs a compare-and-put/delete transaction; on a failed compare returns the current
     /// ModRevision of the key (None = absent).
     async fn compare_and(

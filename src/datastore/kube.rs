@@ -86,6 +86,11 @@ impl KubeStore {
         Ok(KubeStore { client })
     }
 
+    /// The underlying client, for reads outside the IPAM kinds (pods, nodes).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn api<K: StoredKind>(&self) -> Api<K::Crd> {
         Api::all(self.client.clone())
     }

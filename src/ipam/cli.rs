@@ -145,10 +145,15 @@ pub async fn show<S: Datastore>(store: &S, args: &ShowArgs) -> anyhow::Result<St
     Ok(shower::render_utilization(&usage, args.show_blocks))
 }
 
-/// `ipam check`: the report text and the number of problems.
-pub async fn check<S: Datastore>(store: &S, now: DateTime<Utc>) -> anyhow::Result<(String, usize)> {
+/// `ipam check`: the report text and the number of problems. `in_use` (workloads and tunnel
+/// addresses) enables the leak classes; without it only datastore-internal checks run.
+pub async fn check<S: Datastore>(
+    store: &S,
+    in_use: Option<&[checker::InUseAddress]>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(String, usize)> {
     let pools = pools(store).await?;
-    let report = checker::check(store, &pools, None, now).await?;
+    let report = checker::check(store, &pools, in_use, now).await?;
     let mut out = format!(
         "Loaded {} blocks with {} allocations and {} handles.\n",
         report.blocks, report.allocations, report.handles
@@ -238,7 +243,8 @@ async fn run(command: &IpamCommand) -> anyhow::Result<(String, bool)> {
     Ok(match command {
         IpamCommand::Show(args) => (show(&store, args).await?, true),
         IpamCommand::Check => {
-            let (text, problems) = check(&store, Utc::now()).await?;
+            let in_use = super::cli_usage::addresses_in_use(&store).await?;
+            let (text, problems) = check(&store, Some(&in_use), Utc::now()).await?;
             (text, problems == 0)
         }
         IpamCommand::Release(args) => (release(&store, args).await?, true),

@@ -12,6 +12,7 @@ pub mod check;
 pub mod claim;
 pub mod cli;
 pub mod cli_pools;
+pub mod cli_usage;
 pub mod handles;
 pub mod pools;
 pub mod records;
