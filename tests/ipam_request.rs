@@ -348,3 +348,42 @@ fn pod_handle_and_attributes_like_calico_cni() {
         "2025-06-01 10:00:00.12345 +0000 UTC"
     );
 }
+
+#[test]
+fn family_requests_resolve_to_pools() {
+    use starling::ipam::pools::IpFamily;
+    use starling::ipam::request::pools_for;
+    let all = pools();
+    let request = allocation_request(
+        &map(&[("ipv4pools", r#"["cni-pool"]"#)]),
+        &map(&[]),
+        &cni(&[]),
+        &all,
+    )
+    .unwrap();
+    let chosen = pools_for(
+        v4(&request.mode),
+        IpFamily::V4,
+        &all,
+        &ipam_support::node("n"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(chosen.len(), 1);
+    assert_eq!(chosen[0].name, "cni-pool");
+    let open = allocation_request(&map(&[]), &map(&[]), &cni(&[]), &all).unwrap();
+    let chosen = pools_for(
+        v4(&open.mode),
+        IpFamily::V4,
+        &all,
+        &ipam_support::node("n"),
+        None,
+    )
+    .unwrap();
+    let names: Vec<&str> = chosen.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cni-pool", "ns-pool", "pod-pool"],
+        "every enabled v4 pool, by name"
+    );
+}

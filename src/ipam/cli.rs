@@ -114,15 +114,6 @@ async fn pools<S: Datastore>(store: &S) -> Result<Vec<IpPool>, StoreError> {
         .collect())
 }
 
-async fn reserved<S: Datastore>(store: &S) -> Result<Vec<ipnet::IpNet>, StoreError> {
-    Ok(store
-        .list::<Reservation>()
-        .await?
-        .into_iter()
-        .flat_map(|r| r.value.reserved_cidrs)
-        .collect())
-}
-
 async fn blocks<S: Datastore>(store: &S) -> Result<Vec<Block>, StoreError> {
     Ok(store
         .list::<Block>()
@@ -141,7 +132,11 @@ pub async fn show<S: Datastore>(store: &S, args: &ShowArgs) -> anyhow::Result<St
     if args.show_borrowed {
         return Ok(shower::render_borrowed(&blocks));
     }
-    let usage = shower::utilization(&pools(store).await?, &blocks, &reserved(store).await?);
+    let usage = shower::utilization(
+        &pools(store).await?,
+        &blocks,
+        &super::records::read_reservations(store).await?,
+    );
     Ok(shower::render_utilization(&usage, args.show_blocks))
 }
 

@@ -158,6 +158,18 @@ pub async fn read_ipam_config<S: crate::datastore::Datastore>(
     }
 }
 
+/// Every reserved CIDR of every IPReservation (invalid objects are skipped with a warning).
+pub async fn read_reservations<S: crate::datastore::Datastore>(
+    store: &S,
+) -> Result<Vec<IpNet>, crate::datastore::StoreError> {
+    Ok(store
+        .list::<Reservation>()
+        .await?
+        .into_iter()
+        .flat_map(|r| r.value.reserved_cidrs)
+        .collect())
+}
+
 /// The singleton key of the IPAM configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IpamConfigKey;

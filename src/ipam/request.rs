@@ -224,6 +224,25 @@ fn family_request(
     })
 }
 
+/// The pools one family of an automatic request may use: the explicit list as-is, or the pools
+/// selected by node and namespace when the request names none (§4.2).
+pub fn pools_for(
+    family_request: &FamilyRequest,
+    family: IpFamily,
+    all_pools: &[IpPool],
+    node: &crate::model::CalicoNode,
+    namespace: Option<&super::pools::NamespaceInfo>,
+) -> Result<Vec<IpPool>, super::pools::PoolError> {
+    super::pools::select_pools(
+        all_pools,
+        &family_request.pools,
+        family,
+        node,
+        namespace,
+        crate::model::AllowedUse::Workload,
+    )
+}
+
 /// Builds the allocation request for a pod.
 pub fn allocation_request(
     pod_annotations: &BTreeMap<String, String>,
