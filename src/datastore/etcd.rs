@@ -12,7 +12,11 @@ use etcd_client::{
 };
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{decode_etcd, Datastore, Revision, StoreError, StoredKind, Versioned, WatchEvent};
+use super::{
+    decode_etcd, keys, warn_invalid, Datastore, Revision, StoreError, StoredKind, Versioned,
+    WatchEvent,
+};
+use crate::ipam::records::Affinity;
 
 /// A connection to an etcd cluster. Cheap to clone.
 #[derive(Clone)]
@@ -96,6 +100,34 @@ impl EtcdStore {
             .collect())
     }
 
+    /// Objects of kind `K` under `prefix` (a sub-prefix of the kind's).
+    async fn list_under<K: StoredKind>(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<Versioned<K>>, Vec<StoreError>), StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| unavailable(prefix, e))?;
+        let mut values = Vec::new();
+        let mut invalid = Vec::new();
+        for kv in response.kvs() {
+            let Some(key) = kv.key_str().ok().and_then(K::etcd_parse_key) else {
+                continue;
+            };
+            match decode_etcd::<K>(&key, kv.value()) {
+                Ok(value) => values.push(Versioned {
+                    value,
+                    revision: Revision(kv.mod_revision().to_string()),
+                }),
+                Err(error) => invalid.push(error),
+            }
+        }
+        Ok((values, invalid))
+    }
+
     /// Runs a compare-and-put/delete transaction; on a failed compare returns the current
     /// ModRevision of the key (None = absent).
     async fn compare_and(
@@ -151,28 +183,15 @@ impl Datastore for EtcdStore {
     async fn list_reporting<K: StoredKind>(
         &self,
     ) -> Result<(Vec<Versioned<K>>, Vec<StoreError>), StoreError> {
-        let prefix = K::etcd_prefix();
-        let response = self
-            .client
-            .clone()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| unavailable(prefix, e))?;
-        let mut values = Vec::new();
-        let mut invalid = Vec::new();
-        for kv in response.kvs() {
-            let Some(key) = kv.key_str().ok().and_then(K::etcd_parse_key) else {
-                continue;
-            };
-            match decode_etcd::<K>(&key, kv.value()) {
-                Ok(value) => values.push(Versioned {
-                    value,
-                    revision: Revision(kv.mod_revision().to_string()),
-                }),
-                Err(error) => invalid.push(error),
-            }
-        }
-        Ok((values, invalid))
+        self.list_under::<K>(K::etcd_prefix()).await
+    }
+
+    async fn list_host_affinities(
+        &self,
+        host: &str,
+    ) -> Result<Vec<Versioned<Affinity>>, StoreError> {
+        let prefix = format!("{}{host}/", keys::AFFINITY_HOST_PREFIX);
+        Ok(warn_invalid(self.list_under::<Affinity>(&prefix).await?))
     }
 
     async fn create<K: StoredKind>(&self, value: &K) -> Result<Revision, StoreError> {

@@ -12,7 +12,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use super::{Datastore, Revision, StoreError, StoredKind, Versioned, WatchEvent};
+use super::{keys, Datastore, Revision, StoreError, StoredKind, Versioned, WatchEvent};
+use crate::ipam::records::Affinity;
 
 /// A Kubernetes API client. Cheap to clone.
 #[derive(Clone)]
@@ -179,6 +180,45 @@ impl Datastore for KubeStore {
             }
         }
         Ok((values, invalid))
+    }
+
+    async fn list_host_affinities(
+        &self,
+        host: &str,
+    ) -> Result<Vec<Versioned<Affinity>>, StoreError> {
+        // Calico labels every BlockAffinity with the hash of its host (and UpgradeHost adds the
+        // label to old objects), so the API server does the filtering.
+        let selector = format!(
+            "{}={}",
+            keys::LABEL_HOSTNAME_HASH,
+            keys::hostname_hash(host)
+        );
+        let objects = self
+            .api::<Affinity>()
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| map_error("blockaffinities", e))?;
+        let mut values = Vec::new();
+        for object in objects.items {
+            let description = format!("blockaffinities/{}", object.name_any());
+            if Affinity::crd_deleted(&object) {
+                continue;
+            }
+            match (
+                Affinity::from_crd(&object),
+                revision_of(&object, &description),
+            ) {
+                (Ok(value), Ok(revision)) if value.key.host == host => {
+                    values.push(Versioned { value, revision })
+                }
+                (Ok(_), Ok(_)) => {}
+                (Err(reason), _) => {
+                    tracing::warn!(key = %description, %reason, "ignoring invalid stored object")
+                }
+                (_, Err(error)) => tracing::warn!(%error, "ignoring invalid stored object"),
+            }
+        }
+        Ok(values)
     }
 
     async fn create<K: StoredKind>(&self, value: &K) -> Result<Revision, StoreError> {

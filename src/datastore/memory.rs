@@ -9,7 +9,11 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream_shim::BroadcastStream;
 
-use super::{decode_etcd, Datastore, Revision, StoreError, StoredKind, Versioned, WatchEvent};
+use super::{
+    decode_etcd, keys, warn_invalid, Datastore, Revision, StoreError, StoredKind, Versioned,
+    WatchEvent,
+};
+use crate::ipam::records::Affinity;
 
 /// The operations faults can be injected into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +162,38 @@ impl MemoryStore {
         self.lock().data.keys().cloned().collect()
     }
 
+    /// Objects of kind `K` under `prefix` (a sub-prefix of the kind's).
+    fn list_under<K: StoredKind>(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<Versioned<K>>, Vec<StoreError>), StoreError> {
+        let entries: Vec<(String, Entry)> = {
+            let mut inner = self.lock();
+            Self::apply_fault(&mut inner, Operation::List, prefix)?;
+            inner
+                .data
+                .range(prefix.to_string()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let mut values = Vec::new();
+        let mut invalid = Vec::new();
+        for (path, entry) in entries {
+            let Some(key) = K::etcd_parse_key(&path) else {
+                continue;
+            };
+            match decode_etcd::<K>(&key, &entry.value) {
+                Ok(value) => values.push(Versioned {
+                    value,
+                    revision: Revision(entry.mod_revision.to_string()),
+                }),
+                Err(error) => invalid.push(error),
+            }
+        }
+        Ok((values, invalid))
+    }
+
     /// Applies a matching fault, if any: `Err` for Unavailable, a revision bump for ConcurrentWrite.
     fn apply_fault(inner: &mut Inner, operation: Operation, key: &str) -> Result<(), StoreError> {
         *inner
@@ -239,31 +275,15 @@ impl Datastore for MemoryStore {
     async fn list_reporting<K: StoredKind>(
         &self,
     ) -> Result<(Vec<Versioned<K>>, Vec<StoreError>), StoreError> {
-        let entries: Vec<(String, Entry)> = {
-            let mut inner = self.lock();
-            Self::apply_fault(&mut inner, Operation::List, K::etcd_prefix())?;
-            inner
-                .data
-                .range(K::etcd_prefix().to_string()..)
-                .take_while(|(k, _)| k.starts_with(K::etcd_prefix()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
-        let mut values = Vec::new();
-        let mut invalid = Vec::new();
-        for (path, entry) in entries {
-            let Some(key) = K::etcd_parse_key(&path) else {
-                continue;
-            };
-            match decode_etcd::<K>(&key, &entry.value) {
-                Ok(value) => values.push(Versioned {
-                    value,
-                    revision: Revision(entry.mod_revision.to_string()),
-                }),
-                Err(error) => invalid.push(error),
-            }
-        }
-        Ok((values, invalid))
+        self.list_under::<K>(K::etcd_prefix())
+    }
+
+    async fn list_host_affinities(
+        &self,
+        host: &str,
+    ) -> Result<Vec<Versioned<Affinity>>, StoreError> {
+        let prefix = format!("{}{host}/", keys::AFFINITY_HOST_PREFIX);
+        Ok(warn_invalid(self.list_under::<Affinity>(&prefix)?))
     }
 
     async fn create<K: StoredKind>(&self, value: &K) -> Result<Revision, StoreError> {

@@ -23,6 +23,8 @@ use futures::stream::BoxStream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::ipam::records::Affinity;
+
 /// An opaque object revision.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Revision(pub String);
@@ -129,12 +131,23 @@ pub trait Datastore: Send + Sync + 'static {
     fn list<K: StoredKind>(
         &self,
     ) -> impl Future<Output = Result<Vec<Versioned<K>>, StoreError>> + Send {
+        async move { Ok(warn_invalid(self.list_reporting::<K>().await?)) }
+    }
+
+    /// The block affinities of one host. The default lists every affinity and filters; backends
+    /// override it with a key prefix (etcd) or a label selector (Kubernetes) so a pod's assignment
+    /// does not read the whole cluster's affinities.
+    fn list_host_affinities(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Vec<Versioned<Affinity>>, StoreError>> + Send {
         async move {
-            let (values, invalid) = self.list_reporting::<K>().await?;
-            for error in invalid {
-                tracing::warn!(%error, "ignoring invalid stored object");
-            }
-            Ok(values)
+            Ok(self
+                .list::<Affinity>()
+                .await?
+                .into_iter()
+                .filter(|a| a.value.key.host == host)
+                .collect())
         }
     }
 
@@ -164,6 +177,14 @@ pub trait Datastore: Send + Sync + 'static {
     ) -> impl Future<
         Output = Result<BoxStream<'static, Result<WatchEvent<K>, StoreError>>, StoreError>,
     > + Send;
+}
+
+/// Logs each object that failed to decode and returns the valid ones.
+pub(crate) fn warn_invalid<T>((values, invalid): (Vec<T>, Vec<StoreError>)) -> Vec<T> {
+    for error in invalid {
+        tracing::warn!(%error, "ignoring invalid stored object");
+    }
+    values
 }
 
 /// Decodes with the kind's etcd decoder, turning failures into `Invalid` for `key`.
@@ -200,6 +221,12 @@ impl Datastore for AnyDatastore {
         &self,
     ) -> Result<(Vec<Versioned<K>>, Vec<StoreError>), StoreError> {
         dispatch!(self, store => store.list_reporting().await)
+    }
+    async fn list_host_affinities(
+        &self,
+        host: &str,
+    ) -> Result<Vec<Versioned<Affinity>>, StoreError> {
+        dispatch!(self, store => store.list_host_affinities(host).await)
     }
     async fn create<K: StoredKind>(&self, value: &K) -> Result<Revision, StoreError> {
         dispatch!(self, store => store.create(value).await)

@@ -151,27 +151,19 @@ impl<S: Datastore> Allocator<S> {
         let version = request.family.version();
         let mut affinities: Vec<Versioned<Affinity>> = self
             .store
-            .list::<Affinity>()
+            .list_host_affinities(&self.host)
             .await?
             .into_iter()
             .filter(|a| {
                 let key = &a.value.key;
-                key.host == self.host
-                    && key.affinity_type == AffinityType::Host
+                key.affinity_type == AffinityType::Host
                     && IpFamily::of_net(&key.cidr) == request.family
             })
             .collect();
         affinities.sort_by_key(|a| a.value.key.cidr);
         let affine_count = affinities.len();
-        // One list instead of a read per affinity: full blocks are skipped without a round trip,
-        // and a stale copy only costs a CAS conflict and a re-read.
-        let mut known: BTreeMap<IpNet, Versioned<Block>> = self
-            .store
-            .list::<Block>()
-            .await?
-            .into_iter()
-            .map(|b| (b.value.cidr, b))
-            .collect();
+        // One read per affine block, in CIDR order, until the request is satisfied (Calico's
+        // order too): the common case reads one or two blocks, never the whole cluster's.
         for affinity in affinities
             .iter()
             .filter(|a| pool_holds_block(&request.pools, &a.value.key.cidr))
@@ -179,22 +171,11 @@ impl<S: Datastore> Allocator<S> {
             if assigned.len() >= request.count {
                 return Ok(());
             }
-            let listed = known.remove(&affinity.value.key.cidr);
-            let block = match listed {
-                Some(block)
-                    if affinity.value.state == AffinityState::Confirmed
-                        && block.value.affinity.as_deref()
-                            == Some(affinity.value.block_affinity_string().as_str()) =>
-                {
-                    if block.value.free_unreserved(&request.reserved) == 0 {
-                        continue;
-                    }
-                    Some(block)
-                }
-                // Missing block, foreign block or unconfirmed affinity: the full repair path.
-                _ => claim::block_for_affinity(&self.store, affinity, request.now).await?,
+            let Some(block) = claim::block_for_affinity(&self.store, affinity, request.now).await?
+            else {
+                continue;
             };
-            if let Some(block) = block {
+            if block.value.free_unreserved(&request.reserved) > 0 {
                 self.assign_from_block(block, request, assigned).await?;
             }
         }
@@ -416,12 +397,11 @@ impl<S: Datastore> Allocator<S> {
     pub async fn affine_blocks(&self, family: IpFamily) -> Result<Vec<IpNet>, IpamError> {
         Ok(self
             .store
-            .list::<Affinity>()
+            .list_host_affinities(&self.host)
             .await?
             .into_iter()
             .filter(|a| {
-                a.value.key.host == self.host
-                    && a.value.state == AffinityState::Confirmed
+                a.value.state == AffinityState::Confirmed
                     && IpFamily::of_net(&a.value.key.cidr) == family
             })
             .map(|a| a.value.key.cidr)

@@ -19,6 +19,14 @@ pub async fn increment<S: Datastore>(
     count: u64,
 ) -> Result<(), IpamError> {
     let block_key = block.to_string();
+    // Most handles are new (one per pod), so try the create first and save a read.
+    let mut fresh = Handle::new(handle_id);
+    fresh.blocks.insert(block_key.clone(), count);
+    match store.create(&fresh).await {
+        Ok(_) => return Ok(()),
+        Err(StoreError::AlreadyExists { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
     for _ in 0..DATASTORE_RETRIES {
         match store.get::<Handle>(&handle_id.to_string()).await {
             Err(StoreError::NotFound { .. }) => {
