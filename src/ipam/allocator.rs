@@ -63,6 +63,9 @@ pub struct Allocator<S> {
     store: S,
     host: String,
     host_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The block each family last assigned from: tried first next time. Only an ordering hint;
+    /// a wrong hint costs one extra read.
+    last_block: Arc<std::sync::Mutex<BTreeMap<IpFamily, IpNet>>>,
 }
 
 /// Effective cap: the smaller of the non-zero limits, else the safeguard.
@@ -105,6 +108,7 @@ impl<S: Datastore> Allocator<S> {
             store,
             host: host.to_string(),
             host_lock: Arc::new(tokio::sync::Mutex::new(())),
+            last_block: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -114,6 +118,19 @@ impl<S: Datastore> Allocator<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    fn hinted_block(&self, family: IpFamily) -> Option<IpNet> {
+        self.last_block
+            .lock()
+            .map(|hints| hints.get(&family).copied())
+            .unwrap_or(None)
+    }
+
+    fn remember_block(&self, family: IpFamily, cidr: IpNet) {
+        if let Ok(mut hints) = self.last_block.lock() {
+            hints.insert(family, cidr);
+        }
     }
 
     /// Assigns `request.count` addresses or none.
@@ -160,7 +177,8 @@ impl<S: Datastore> Allocator<S> {
                     && IpFamily::of_net(&key.cidr) == request.family
             })
             .collect();
-        affinities.sort_by_key(|a| a.value.key.cidr);
+        let hint = self.hinted_block(request.family);
+        affinities.sort_by_key(|a| (Some(a.value.key.cidr) != hint, a.value.key.cidr));
         let affine_count = affinities.len();
         // One read per affine block, in CIDR order, until the request is satisfied (Calico's
         // order too): the common case reads one or two blocks, never the whole cluster's.
@@ -233,6 +251,7 @@ impl<S: Datastore> Allocator<S> {
             match self.store.update(&updated, &block.revision).await {
                 Ok(_) => {
                     assigned.extend(addresses);
+                    self.remember_block(request.family, cidr);
                     return Ok(());
                 }
                 Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {
