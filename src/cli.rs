@@ -38,6 +38,11 @@ pub enum Command {
     /// CNI plugin tasks (the plugin itself runs when CNI_COMMAND is set).
     #[command(subcommand)]
     Cni(CniCommand),
+    /// Inspect and repair IP address management data (like `calicoctl ipam`).
+    Ipam {
+        #[command(subcommand)]
+        command: crate::ipam::cli::IpamCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]

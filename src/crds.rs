@@ -31,8 +31,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         BGPConfiguration::crd(),
         BGPPeer::crd(),
         FelixConfiguration::crd(),
-        // Extension point: the IPAM kinds of `crate::resources::ipam` (IPAMBlock, BlockAffinity,
-        // IPAMHandle, IPAMConfig) are added to this list when that module lands.
+        crate::resources::ipam::IPAMBlock::crd(),
+        crate::resources::ipam::BlockAffinity::crd(),
+        crate::resources::ipam::IPAMHandle::crd(),
+        crate::resources::ipam::IPAMConfig::crd(),
     ]
     .into_iter()
     .map(finish)

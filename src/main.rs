@@ -29,6 +29,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ipam { command } => starling::ipam::cli::main(&command),
     }
 }
 

@@ -46,6 +46,10 @@ fn every_crd_is_cluster_scoped_v1_and_structural() {
         "BGPConfiguration",
         "BGPPeer",
         "FelixConfiguration",
+        "IPAMBlock",
+        "BlockAffinity",
+        "IPAMHandle",
+        "IPAMConfig",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }

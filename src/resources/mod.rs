@@ -10,6 +10,7 @@
 pub mod bgpconfig;
 pub mod bgppeer;
 pub mod felixconfig;
+pub mod ipam;
 pub mod ippool;
 pub mod ipreservation;
 pub mod meta;

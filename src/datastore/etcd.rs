@@ -1,0 +1,288 @@
+//! etcd v3 backend in Calico's key layout (reference §3).
+//!
+//! Revision = the key's ModRevision. Create is a transaction on `Version(key) == 0`, update and
+//! delete on `ModRevision(key) == revision`; a failed compare reads the key back in the same
+//! transaction to tell "not found" from "conflict" / "already exists".
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::{
+    decode_etcd, keys, warn_invalid, Datastore, Revision, StoreError, StoredKind, Versioned,
+    WatchEvent,
+};
+use crate::ipam::records::Affinity;
+
+/// A connection to an etcd cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct EtcdStore {
+    // Boxed: the client is several kilobytes and every operation clones it anyway.
+    client: Box<Client>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EtcdStore")
+    }
+}
+
+fn unavailable(key: &str, error: etcd_client::Error) -> StoreError {
+    StoreError::Unavailable {
+        key: key.to_string(),
+        reason: error.to_string(),
+    }
+}
+
+fn parse_revision(key: &str, revision: &Revision) -> Result<i64, StoreError> {
+    revision.0.parse().map_err(|_| StoreError::Invalid {
+        key: key.to_string(),
+        reason: format!("revision {revision} is not an etcd ModRevision"),
+    })
+}
+
+impl EtcdStore {
+    /// Connects to the comma-separated endpoints (e.g. `http://127.0.0.1:2379`).
+    pub async fn connect(endpoints: &[String]) -> Result<EtcdStore, StoreError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| unavailable(&endpoints.join(","), e))?;
+        Ok(EtcdStore {
+            client: Box::new(client),
+        })
+    }
+
+    /// Writes raw bytes at a key (fixtures, and the `reserve` command's v3 object).
+    pub async fn put_raw(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.client
+            .clone()
+            .put(key, value, None)
+            .await
+            .map_err(|e| unavailable(key, e))?;
+        Ok(())
+    }
+
+    /// The raw bytes at a key.
+    pub async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(key, None)
+            .await
+            .map_err(|e| unavailable(key, e))?;
+        Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    /// Every key and value under a prefix (objects outside the IPAM kinds, e.g. workload endpoints).
+    pub async fn list_raw(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| unavailable(prefix, e))?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
+            .collect())
+    }
+
+    /// Objects of kind `K` under `prefix` (a sub-prefix of the kind's).
+    async fn list_under<K: StoredKind>(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<Versioned<K>>, Vec<StoreError>), StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| unavailable(prefix, e))?;
+        let mut values = Vec::new();
+        let mut invalid = Vec::new();
+        for kv in response.kvs() {
+            let Some(key) = kv.key_str().ok().and_then(K::etcd_parse_key) else {
+                continue;
+            };
+            match decode_etcd::<K>(&key, kv.value()) {
+                Ok(value) => values.push(Versioned {
+                    value,
+                    revision: Revision(kv.mod_revision().to_string()),
+                }),
+                Err(error) => invalid.push(error),
+            }
+        }
+        Ok((values, invalid))
+    }
+
+    /// Runs a compare-and-put/delete transaction; on a failed compare returns the current
+    /// ModRevision of the key (None = absent).
+    async fn compare_and(
+        &self,
+        path: &str,
+        compare: Compare,
+        operation: TxnOp,
+    ) -> Result<Result<i64, Option<i64>>, StoreError> {
+        let transaction = Txn::new()
+            .when(vec![compare])
+            .and_then(vec![operation])
+            .or_else(vec![TxnOp::get(path, None)]);
+        let response = self
+            .client
+            .clone()
+            .txn(transaction)
+            .await
+            .map_err(|e| unavailable(path, e))?;
+        if response.succeeded() {
+            return Ok(Ok(response.header().map(|h| h.revision()).unwrap_or(0)));
+        }
+        let current = response
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.mod_revision())),
+                _ => None,
+            })
+            .flatten();
+        Ok(Err(current))
+    }
+}
+
+impl Datastore for EtcdStore {
+    async fn get<K: StoredKind>(&self, key: &K::Key) -> Result<Versioned<K>, StoreError> {
+        let path = K::etcd_key(key);
+        let response = self
+            .client
+            .clone()
+            .get(path.as_str(), None)
+            .await
+            .map_err(|e| unavailable(&path, e))?;
+        let kv = response
+            .kvs()
+            .first()
+            .ok_or(StoreError::NotFound { key: path.clone() })?;
+        Ok(Versioned {
+            value: decode_etcd(key, kv.value())?,
+            revision: Revision(kv.mod_revision().to_string()),
+        })
+    }
+
+    async fn list_reporting<K: StoredKind>(
+        &self,
+    ) -> Result<(Vec<Versioned<K>>, Vec<StoreError>), StoreError> {
+        self.list_under::<K>(K::etcd_prefix()).await
+    }
+
+    async fn list_host_affinities(
+        &self,
+        host: &str,
+    ) -> Result<Vec<Versioned<Affinity>>, StoreError> {
+        let prefix = format!("{}{host}/", keys::AFFINITY_HOST_PREFIX);
+        Ok(warn_invalid(self.list_under::<Affinity>(&prefix).await?))
+    }
+
+    async fn create<K: StoredKind>(&self, value: &K) -> Result<Revision, StoreError> {
+        let path = K::etcd_key(&value.key());
+        let bytes = value.etcd_encode().map_err(|reason| StoreError::Invalid {
+            key: path.clone(),
+            reason,
+        })?;
+        let compare = Compare::version(path.as_str(), CompareOp::Equal, 0);
+        match self
+            .compare_and(&path, compare, TxnOp::put(path.as_str(), bytes, None))
+            .await?
+        {
+            Ok(revision) => Ok(Revision(revision.to_string())),
+            Err(_) => Err(StoreError::AlreadyExists { key: path }),
+        }
+    }
+
+    async fn update<K: StoredKind>(
+        &self,
+        value: &K,
+        revision: &Revision,
+    ) -> Result<Revision, StoreError> {
+        let path = K::etcd_key(&value.key());
+        let expected = parse_revision(&path, revision)?;
+        let bytes = value.etcd_encode().map_err(|reason| StoreError::Invalid {
+            key: path.clone(),
+            reason,
+        })?;
+        let compare = Compare::mod_revision(path.as_str(), CompareOp::Equal, expected);
+        match self
+            .compare_and(&path, compare, TxnOp::put(path.as_str(), bytes, None))
+            .await?
+        {
+            Ok(revision) => Ok(Revision(revision.to_string())),
+            Err(None) => Err(StoreError::NotFound { key: path }),
+            Err(Some(_)) => Err(StoreError::Conflict { key: path }),
+        }
+    }
+
+    async fn delete<K: StoredKind>(
+        &self,
+        key: &K::Key,
+        revision: &Revision,
+    ) -> Result<(), StoreError> {
+        let path = K::etcd_key(key);
+        let expected = parse_revision(&path, revision)?;
+        let compare = Compare::mod_revision(path.as_str(), CompareOp::Equal, expected);
+        match self
+            .compare_and(&path, compare, TxnOp::delete(path.as_str(), None))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(None) => Err(StoreError::NotFound { key: path }),
+            Err(Some(_)) => Err(StoreError::Conflict { key: path }),
+        }
+    }
+
+    async fn watch<K: StoredKind>(
+        &self,
+    ) -> Result<BoxStream<'static, Result<WatchEvent<K>, StoreError>>, StoreError> {
+        let prefix = K::etcd_prefix();
+        let watch_stream = self
+            .client
+            .clone()
+            .watch(prefix, Some(WatchOptions::new().with_prefix()))
+            .await
+            .map_err(|e| unavailable(prefix, e))?;
+        let events = watch_stream.flat_map(move |response| {
+            let items: Vec<Result<WatchEvent<K>, StoreError>> = match response {
+                Err(error) => vec![Err(unavailable(prefix, error))],
+                Ok(response) => response
+                    .events()
+                    .iter()
+                    .filter_map(|event| {
+                        let kv = event.kv()?;
+                        let key = kv.key_str().ok().and_then(K::etcd_parse_key)?;
+                        Some(match event.event_type() {
+                            EventType::Delete => Ok(WatchEvent::Deleted(key)),
+                            EventType::Put => decode_etcd::<K>(&key, kv.value()).map(|value| {
+                                WatchEvent::Put(Versioned {
+                                    value,
+                                    revision: Revision(kv.mod_revision().to_string()),
+                                })
+                            }),
+                        })
+                    })
+                    .collect(),
+            };
+            stream::iter(items)
+        });
+        Ok(events.boxed())
+    }
+}

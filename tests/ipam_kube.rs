@@ -1,0 +1,182 @@
+//! IPAM over the Kubernetes API backend (v1 CRD objects, resourceVersion CAS, deleted-then-delete
+//! with a UID precondition), against a minimal in-test API server.
+
+use std::collections::BTreeSet;
+
+use chrono::Duration;
+use ipnet::IpNet;
+use serde_json::json;
+use starling::datastore::kube::KubeStore;
+use starling::datastore::{Datastore, StoreError};
+use starling::ipam::allocator::{Allocator, AssignRequest};
+use starling::ipam::block::Block;
+use starling::ipam::check;
+use starling::ipam::claim::{self, Claim};
+use starling::ipam::pools::IpFamily;
+use starling::ipam::records::{Affinity, Handle, IpamConfig};
+use starling::ipam::release;
+
+mod ipam_support;
+#[path = "ipam_support/kube_fake.rs"]
+mod kube_fake;
+use ipam_support::{attributes, pool, t0};
+use kube_fake::FakeApi;
+
+async fn start() -> (FakeApi, KubeStore) {
+    let api = FakeApi::default();
+    let url = api.serve().await;
+    (api.clone(), KubeStore::new(FakeApi::client(&url)))
+}
+
+#[tokio::test]
+async fn cas_and_two_step_delete() {
+    let (api, store) = start().await;
+    let mut handle = Handle::new("K8s-Pod-Network.ABC");
+    handle.blocks.insert("10.0.0.0/26".into(), 1);
+    let first = store.create(&handle).await.unwrap();
+    assert!(matches!(
+        store.create(&handle).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    handle.blocks.insert("10.0.0.0/26".into(), 2);
+    let second = store.update(&handle, &first).await.unwrap();
+    assert!(matches!(
+        store.update(&handle, &first).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.delete::<Handle>(&handle.id, &first).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let read = store.get::<Handle>(&handle.id).await.unwrap();
+    assert_eq!(
+        read.value.id, "K8s-Pod-Network.ABC",
+        "original case kept in spec"
+    );
+    store.delete::<Handle>(&handle.id, &second).await.unwrap();
+    let log = api.log();
+    let tail: Vec<&str> = log.iter().rev().take(2).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "PUT ipamhandles/k8s-pod-network.abc deleted=true",
+            "DELETE ipamhandles/k8s-pod-network.abc uid=uid-1"
+        ]
+    );
+    assert!(matches!(
+        store.get::<Handle>(&handle.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // A reader that finds deleted=true finishes the delete and reports not found.
+    api.insert(
+        "ipamhandles",
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMHandle",
+               "metadata": {"name": "half-gone"},
+               "spec": {"handleID": "half-gone", "block": {}, "deleted": true}}),
+    );
+    assert!(matches!(
+        store.get::<Handle>(&"half-gone".to_string()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(api
+        .log()
+        .last()
+        .unwrap()
+        .starts_with("DELETE ipamhandles/half-gone"));
+    assert!(store.list::<Handle>().await.unwrap().is_empty());
+
+    // BlockAffinity objects carry the lookup labels and a string `deleted`.
+    let cidr: IpNet = "10.0.0.0/26".parse().unwrap();
+    assert!(matches!(
+        claim::claim_block(&store, "node-a", cidr, t0())
+            .await
+            .unwrap(),
+        Claim::Claimed(_)
+    ));
+    let affinity = store.list::<Affinity>().await.unwrap();
+    assert_eq!(affinity.len(), 1);
+    assert!(api
+        .log()
+        .iter()
+        .any(|l| l == "POST blockaffinities/node-a-10-0-0-0-26"));
+    assert!(api
+        .log()
+        .iter()
+        .any(|l| l == "PUT blockaffinities/node-a-10-0-0-0-26 deleted=false"));
+}
+
+#[tokio::test]
+async fn two_nodes_assign_concurrently_and_release() {
+    let (_api, store) = start().await;
+    // 16 blocks of 8; node c holds the last 6, empty and claimed two minutes ago. Each of a and b
+    // may hold 7 blocks: 100 addresses need 13 blocks, so at least 3 of c's are reclaimed.
+    let pools = vec![pool("small", "10.1.0.0/25", 29)];
+    for index in 10..16u32 {
+        let cidr: IpNet = format!("10.1.0.{}/29", index * 8).parse().unwrap();
+        claim::claim_block(&store, "c", cidr, t0() - Duration::minutes(2))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for node in ["a", "b"] {
+        let allocator = Allocator::new(store.clone(), node);
+        for i in 0..50 {
+            let allocator = allocator.clone();
+            let request = AssignRequest {
+                handle_id: format!("k8s-pod-network.{node}-{i}"),
+                attributes: attributes(node, &format!("pod-{i}")),
+                family: IpFamily::V4,
+                count: 1,
+                pools: pools.clone(),
+                reserved: Vec::new(),
+                config: IpamConfig::default(),
+                max_blocks_per_host: 7,
+                now: t0(),
+            };
+            tasks.push(tokio::spawn(async move {
+                allocator
+                    .auto_assign(&request)
+                    .await
+                    .map(|a| (request.handle_id, a))
+            }));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut handles = Vec::new();
+    for task in tasks {
+        let (handle, addresses) = task.await.unwrap().unwrap();
+        assert!(seen.insert(addresses[0]), "{} twice", addresses[0]);
+        handles.push(handle);
+    }
+    assert_eq!(seen.len(), 100);
+    let blocks: Vec<Block> = store
+        .list::<Block>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.value)
+        .collect();
+    let owned_by_c = blocks.iter().filter(|b| b.host() == Some("c")).count();
+    assert!(
+        owned_by_c <= 3,
+        "{owned_by_c} blocks still c's: no reclaim?"
+    );
+    let report = check::check(&store, &pools, None, t0()).await.unwrap();
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    assert_eq!(report.allocations, 100);
+    for handle in &handles {
+        assert_eq!(
+            release::release_by_handle(&store, handle)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    assert!(store.list::<Handle>().await.unwrap().is_empty());
+    let left = store.list::<Block>().await.unwrap();
+    assert!(left
+        .iter()
+        .all(|b| b.value.is_empty() && b.value.affinity.is_some()));
+}

@@ -1,0 +1,97 @@
+//! A throw-away etcd server for tests and benchmarks: /usr/bin/etcd on 127.0.0.1 with free client
+//! and peer ports and a temporary data directory; killed and removed on drop. Readiness is polled
+//! with a deadline (a real request must succeed), never assumed after a sleep.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use starling::datastore::etcd::EtcdStore;
+use starling::datastore::Datastore;
+use starling::ipam::records::{IpamConfig, IpamConfigKey};
+
+pub const ETCD_BINARY: &str = "/usr/bin/etcd";
+
+pub struct EtcdServer {
+    child: Child,
+    pub endpoint: String,
+    _data_dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl EtcdServer {
+    /// None (with a printed reason) when etcd is not installed.
+    pub async fn start() -> Option<(EtcdServer, EtcdStore)> {
+        if !Path::new(ETCD_BINARY).exists() {
+            eprintln!("skipping: {ETCD_BINARY} is not installed");
+            return None;
+        }
+        // tmpfs when available: etcd fsyncs every write, and tests measure logic, not disks.
+        let data_dir = if Path::new("/dev/shm").is_dir() {
+            tempfile::tempdir_in("/dev/shm")
+        } else {
+            tempfile::tempdir()
+        }
+        .expect("temp dir");
+        let client_port = free_port();
+        let mut peer_port = free_port();
+        while peer_port == client_port {
+            peer_port = free_port();
+        }
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(data_dir.path().join("etcd.log")).expect("log file");
+        let child = Command::new(ETCD_BINARY)
+            .arg("--name=starling-test")
+            .arg(format!(
+                "--data-dir={}",
+                data_dir.path().join("data").display()
+            ))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=starling-test={peer_url}"))
+            .arg("--log-level=error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("etcd starts");
+        let server = EtcdServer {
+            child,
+            endpoint: client_url.clone(),
+            _data_dir: data_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&client_url)).await {
+                match store.get::<IpamConfig>(&IpamConfigKey).await {
+                    Ok(_) | Err(starling::datastore::StoreError::NotFound { .. }) => {
+                        return Some((server, store));
+                    }
+                    Err(_) => {}
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become ready on {client_url} within 30 s"
+            );
+            // Poll interval while waiting for the server to answer (not a synchronisation sleep).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
