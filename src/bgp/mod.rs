@@ -1,1 +1,2 @@
-//! (being built)
+//! Starling's BGP speaker core (sans-IO).
+pub mod codec;
