@@ -1,2 +1,3 @@
 //! Starling's BGP speaker core (sans-IO).
 pub mod codec;
+pub mod fsm;
