@@ -1,3 +1,4 @@
 //! Starling's BGP speaker core (sans-IO).
 pub mod codec;
 pub mod fsm;
+pub mod rib;
