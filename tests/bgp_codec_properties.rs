@@ -64,7 +64,7 @@ fn as_path(four_octet_session: bool) -> impl Strategy<Value = AsPath> {
             let adjacent_sequences = kept.last().is_some_and(|last| {
                 last.kind == SegmentKind::Sequence && segment.kind == SegmentKind::Sequence
             });
-            if !(adjacent_sequences && !four_octet_session) {
+            if !adjacent_sequences || four_octet_session {
                 kept.push(segment);
             }
         }

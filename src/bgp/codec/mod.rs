@@ -18,6 +18,7 @@ mod open;
 mod prefix;
 mod reader;
 mod update;
+mod values;
 
 pub use as_path::{AsPath, AsPathSegment, SegmentKind};
 pub use attributes::{
