@@ -1,6 +1,8 @@
 //! Helpers shared by the BGP test files: hex parsing and byte comparison with a readable diff.
 #![allow(dead_code)]
 
+pub mod malformed;
+
 use starling::bgp::codec::{CodecOptions, Message};
 
 /// Parses hex text, ignoring whitespace, `#` comments and `ff*16`-style repetition written as

@@ -1,124 +1,16 @@
-//! Session FSM tests as scripted tables: each step is (input, time in seconds) and the exact
-//! outputs it must produce.
+//! Session FSM transitions as scripted tables: each step is (input, time in seconds) and the
+//! exact outputs it must produce — timers, hold-timer expiry, backoff, passive mode, an
+//! unexpected message in every state, notifications, stop and collision dump.
 
-use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+#[path = "bgp_support/fsm_script.rs"]
+mod fsm_script;
+
+use std::time::Duration;
 
 use starling::bgp::codec::*;
 use starling::bgp::fsm::*;
-use starling::model::AsNumber;
 
-const LOCAL_AS: AsNumber = AsNumber(64512);
-
-fn config() -> FsmConfig {
-    let mut config = FsmConfig::new(LOCAL_AS, LOCAL_AS, Ipv4Addr::new(10, 0, 0, 1));
-    config.families = vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST];
-    config
-}
-
-fn peer_open(hold_time: u16) -> Open {
-    Open::new(
-        LOCAL_AS,
-        hold_time,
-        Ipv4Addr::new(10, 0, 0, 2),
-        vec![
-            Capability::Multiprotocol(Family::IPV4_UNICAST),
-            Capability::RouteRefresh,
-            Capability::GracefulRestart(GracefulRestart {
-                restarting: true,
-                notification: false,
-                restart_time: 120,
-                families: vec![GracefulRestartFamily {
-                    family: Family::IPV4_UNICAST,
-                    forwarding_preserved: true,
-                }],
-            }),
-        ],
-    )
-}
-
-struct Script {
-    fsm: Fsm,
-    start: Instant,
-}
-
-impl Script {
-    fn new(config: FsmConfig) -> Script {
-        Script {
-            fsm: Fsm::new(config),
-            start: Instant::now(),
-        }
-    }
-
-    fn at(&self, seconds: f64) -> Instant {
-        self.start + Duration::from_secs_f64(seconds)
-    }
-
-    /// Runs each step and compares the outputs exactly.
-    fn run(&mut self, steps: Vec<(Input, f64, Vec<Output>)>) {
-        for (index, (input, seconds, expected)) in steps.into_iter().enumerate() {
-            let description = format!(
-                "step {index}: {input:?} at {seconds} s in {}",
-                self.fsm.state()
-            );
-            let outputs = self.fsm.handle(input, self.at(seconds));
-            assert_eq!(outputs, expected, "{description}");
-        }
-    }
-
-    fn start_timer(&self, timer: Timer, seconds: f64) -> Output {
-        Output::StartTimer {
-            timer,
-            deadline: self.at(seconds),
-        }
-    }
-
-    /// Drives an active session to Established with a peer proposing `hold` seconds.
-    fn establish(&mut self, hold: u16) -> Negotiated {
-        self.fsm.handle(Input::ManualStart, self.at(0.0));
-        self.fsm
-            .handle(Input::TimerExpired(Timer::ConnectRetry), self.at(2.0));
-        self.fsm.handle(Input::TcpConnectionConfirmed, self.at(2.0));
-        self.fsm.handle(
-            Input::MessageReceived(Message::Open(peer_open(hold))),
-            self.at(3.0),
-        );
-        let outputs = self
-            .fsm
-            .handle(Input::MessageReceived(Message::Keepalive), self.at(3.0));
-        assert_eq!(self.fsm.state(), State::Established);
-        outputs
-            .into_iter()
-            .find_map(|output| match output {
-                Output::Established(negotiated) => Some(*negotiated),
-                _ => None,
-            })
-            .expect("Established output")
-    }
-}
-
-fn notification(code: u8, subcode: u8, data: Vec<u8>) -> Output {
-    Output::Send(Message::Notification(Notification::new(
-        code, subcode, data,
-    )))
-}
-
-fn received(message: Message) -> Input {
-    Input::MessageReceived(message)
-}
-
-fn expected_negotiated(hold: u64) -> Negotiated {
-    Negotiated {
-        peer_as: LOCAL_AS,
-        peer_identifier: Ipv4Addr::new(10, 0, 0, 2),
-        hold_time: Duration::from_secs(hold),
-        keepalive_interval: Some(Duration::from_secs(hold / 3)),
-        families: vec![Family::IPV4_UNICAST],
-        four_octet_as: true,
-        route_refresh: true,
-        peer_graceful_restart: peer_open(90).graceful_restart().cloned(),
-    }
-}
+use fsm_script::*;
 
 #[test]
 fn active_session_reaches_established_and_keeps_alive() {
@@ -446,148 +338,6 @@ fn zero_hold_time_runs_no_timers() {
 }
 
 #[test]
-fn configured_keepalive_is_used_up_to_a_third_of_hold() {
-    let local = local_open(&config());
-    let negotiated = negotiate(&local, &peer_open(90), Some(Duration::from_secs(10)));
-    assert_eq!(negotiated.keepalive_interval, Some(Duration::from_secs(10)));
-    let negotiated = negotiate(&local, &peer_open(90), Some(Duration::from_secs(60)));
-    assert_eq!(negotiated.keepalive_interval, Some(Duration::from_secs(30)));
-    let negotiated = negotiate(&local, &peer_open(300), None);
-    assert_eq!(
-        negotiated.hold_time,
-        Duration::from_secs(240),
-        "hold is the minimum of both"
-    );
-    assert_eq!(negotiated.keepalive_interval, Some(Duration::from_secs(80)));
-    let negotiated = negotiate(&local, &peer_open(3), None);
-    assert_eq!(negotiated.keepalive_interval, Some(Duration::from_secs(1)));
-}
-
-#[test]
-fn negotiation_intersects_families_and_records_peer_restart() {
-    let local = local_open(&config());
-    let negotiated = negotiate(&local, &peer_open(90), None);
-    assert_eq!(negotiated.families, vec![Family::IPV4_UNICAST]);
-    assert!(negotiated.four_octet_as);
-    assert!(negotiated.route_refresh);
-    assert!(negotiated.peer_preserved_forwarding(Family::IPV4_UNICAST));
-    assert!(!negotiated.peer_preserved_forwarding(Family::IPV6_UNICAST));
-    assert_eq!(negotiated.codec_options(), CodecOptions::FOUR_OCTET);
-
-    let old_peer = Open {
-        version: 4,
-        my_as: 64512,
-        hold_time: 90,
-        bgp_identifier: Ipv4Addr::new(10, 0, 0, 2),
-        capabilities: vec![],
-    };
-    let negotiated = negotiate(&local, &old_peer, None);
-    assert_eq!(
-        negotiated.families,
-        vec![Family::IPV4_UNICAST],
-        "no MP capability means IPv4"
-    );
-    assert!(!negotiated.four_octet_as);
-    assert!(!negotiated.route_refresh);
-    assert_eq!(negotiated.peer_graceful_restart, None);
-}
-
-fn rejection_outputs(script: &Script, data: Notification, at: f64) -> Vec<Output> {
-    vec![
-        Output::Send(Message::Notification(data.clone())),
-        Output::CloseConnection,
-        Output::StopTimer(Timer::Hold),
-        Output::Down {
-            reason: DownReason::NotificationSent(data),
-            was_established: false,
-        },
-        script.start_timer(Timer::ErrorWait, at + 5.0),
-    ]
-}
-
-fn assert_open_rejected(config: FsmConfig, open: Open, expected: Notification) {
-    let mut script = Script::new(config);
-    script.fsm.handle(Input::ManualStartPassive, script.at(0.0));
-    script
-        .fsm
-        .handle(Input::TcpConnectionConfirmed, script.at(0.0));
-    let outputs = rejection_outputs(&script, expected, 1.0);
-    script.run(vec![(received(Message::Open(open)), 1.0, outputs)]);
-    assert_eq!(script.fsm.state(), State::Idle);
-}
-
-#[test]
-fn open_with_unsupported_version() {
-    let mut open = peer_open(90);
-    open.version = 3;
-    assert_open_rejected(config(), open, Notification::new(2, 1, vec![0, 4]));
-}
-
-#[test]
-fn open_from_wrong_as() {
-    let open = Open::new(AsNumber(65000), 90, Ipv4Addr::new(10, 0, 0, 2), vec![]);
-    assert_open_rejected(config(), open, Notification::new(2, 2, vec![]));
-}
-
-#[test]
-fn open_with_inconsistent_two_octet_field() {
-    // The 4-octet capability says 4200000000 but the 2-octet field is not AS_TRANS.
-    let mut config = config();
-    config.peer_as = AsNumber(4_200_000_000);
-    let mut open = Open::new(
-        AsNumber(4_200_000_000),
-        90,
-        Ipv4Addr::new(10, 0, 0, 2),
-        vec![],
-    );
-    assert!(validate_open(&config, &local_open(&config), &open).is_ok());
-    open.my_as = 65000;
-    assert_open_rejected(config.clone(), open, Notification::new(2, 2, vec![]));
-    // A peer without the 4-octet capability cannot be a 4-octet AS.
-    let two_octet_only = Open {
-        version: 4,
-        my_as: 23456,
-        hold_time: 90,
-        bgp_identifier: Ipv4Addr::new(10, 0, 0, 2),
-        capabilities: vec![],
-    };
-    assert_open_rejected(config, two_octet_only, Notification::new(2, 2, vec![]));
-}
-
-#[test]
-fn open_with_unacceptable_hold_time() {
-    assert_open_rejected(config(), peer_open(2), Notification::new(2, 6, vec![]));
-    assert_open_rejected(config(), peer_open(1), Notification::new(2, 6, vec![]));
-}
-
-#[test]
-fn open_with_bad_identifier() {
-    let mut open = peer_open(90);
-    open.bgp_identifier = Ipv4Addr::UNSPECIFIED;
-    assert_open_rejected(config(), open, Notification::new(2, 3, vec![]));
-    // iBGP peer claiming our own identifier.
-    let mut open = peer_open(90);
-    open.bgp_identifier = Ipv4Addr::new(10, 0, 0, 1);
-    assert_open_rejected(config(), open.clone(), Notification::new(2, 3, vec![]));
-    // The same identifier is allowed between different ASes (RFC 6286 §2.2).
-    let mut external = config();
-    external.peer_as = AsNumber(65001);
-    let open = Open::new(AsNumber(65001), 90, Ipv4Addr::new(10, 0, 0, 1), vec![]);
-    assert!(validate_open(&external, &local_open(&external), &open).is_ok());
-}
-
-#[test]
-fn open_rejection_display_names_the_problem() {
-    let rejection = OpenRejection::BadPeerAs {
-        received: AsNumber(65000),
-        two_octet: 65000,
-        expected: AsNumber(64512),
-    };
-    assert!(rejection.to_string().contains("65000"));
-    assert!(rejection.to_string().contains("64512"));
-}
-
-#[test]
 fn unexpected_message_in_idle_is_ignored() {
     let mut script = Script::new(config());
     script.run(vec![(received(Message::Keepalive), 0.0, vec![])]);
@@ -821,39 +571,6 @@ fn collision_loser_sends_cease_7() {
 }
 
 #[test]
-fn collision_keeps_connection_of_higher_identifier() {
-    let low = Ipv4Addr::new(10, 0, 0, 1);
-    let high = Ipv4Addr::new(10, 0, 0, 2);
-    assert_eq!(
-        collision_survivor(high, LOCAL_AS, low, LOCAL_AS),
-        ConnectionOrigin::Local
-    );
-    assert_eq!(
-        collision_survivor(low, LOCAL_AS, high, LOCAL_AS),
-        ConnectionOrigin::Remote
-    );
-    // Compared as numbers, not text: 9.0.0.0 < 10.0.0.0.
-    assert_eq!(
-        collision_survivor(
-            Ipv4Addr::new(9, 0, 0, 0),
-            LOCAL_AS,
-            Ipv4Addr::new(10, 0, 0, 0),
-            LOCAL_AS
-        ),
-        ConnectionOrigin::Remote
-    );
-    // Equal identifiers: the larger AS wins (RFC 6286 §2.3).
-    assert_eq!(
-        collision_survivor(low, AsNumber(65001), low, AsNumber(65000)),
-        ConnectionOrigin::Local
-    );
-    assert_eq!(
-        collision_survivor(low, AsNumber(65000), low, AsNumber(65001)),
-        ConnectionOrigin::Remote
-    );
-}
-
-#[test]
 fn second_connection_while_in_open_sent_is_left_to_the_caller() {
     let mut script = Script::new(config());
     script.fsm.handle(Input::ManualStartPassive, script.at(0.0));
@@ -862,24 +579,4 @@ fn second_connection_while_in_open_sent_is_left_to_the_caller() {
         .handle(Input::TcpConnectionConfirmed, script.at(0.0));
     script.run(vec![(Input::TcpConnectionConfirmed, 1.0, vec![])]);
     assert_eq!(script.fsm.state(), State::OpenSent);
-}
-
-#[test]
-fn local_open_advertises_configured_capabilities() {
-    let mut config = config();
-    config.local_as = AsNumber(4_200_000_000);
-    let open = local_open(&config);
-    assert_eq!(open.my_as, 23456);
-    assert_eq!(open.asn(), AsNumber(4_200_000_000));
-    assert_eq!(open.hold_time, 240);
-    assert_eq!(
-        open.families(),
-        vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
-    );
-    assert!(open.supports_route_refresh());
-    let restart = open.graceful_restart().unwrap();
-    assert_eq!(restart.restart_time, 120);
-    assert_eq!(restart.families.len(), 2);
-    config.graceful_restart = None;
-    assert_eq!(local_open(&config).graceful_restart(), None);
 }
