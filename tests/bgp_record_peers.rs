@@ -277,7 +277,7 @@ fn should_record() -> bool {
         );
         return false;
     }
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         println!("skipping: recording BGP fixtures needs root for network namespaces");
         return false;
     }
