@@ -183,3 +183,39 @@ fn local_open_advertises_configured_capabilities() {
     config.graceful_restart = None;
     assert_eq!(local_open(&config).graceful_restart(), None);
 }
+
+#[test]
+fn codec_options_follow_negotiation_and_down_reasons_read_well() {
+    let mut script = Script::new(config());
+    assert_eq!(script.fsm.codec_options(), CodecOptions::FOUR_OCTET);
+    script.fsm.handle(Input::ManualStartPassive, script.at(0.0));
+    script
+        .fsm
+        .handle(Input::TcpConnectionConfirmed, script.at(0.0));
+    let two_octet_peer = Open {
+        version: 4,
+        my_as: 64512,
+        hold_time: 90,
+        bgp_identifier: std::net::Ipv4Addr::new(10, 0, 0, 2),
+        capabilities: vec![],
+    };
+    script
+        .fsm
+        .handle(received(Message::Open(two_octet_peer)), script.at(0.0));
+    assert_eq!(script.fsm.codec_options(), CodecOptions::TWO_OCTET);
+    assert_eq!(
+        DownReason::NotificationReceived(Notification::cease(
+            cease_subcode::ADMINISTRATIVE_SHUTDOWN
+        ))
+        .to_string(),
+        "received cease (6/2)"
+    );
+    assert_eq!(
+        DownReason::NotificationSent(Notification::new(2, 2, vec![0xfc, 0x00])).to_string(),
+        "sent OPEN message error (2/2) data fc00"
+    );
+    assert_eq!(
+        DownReason::HoldTimerExpired.to_string(),
+        "hold timer expired"
+    );
+}

@@ -24,8 +24,8 @@ pub use negotiation::{
 };
 
 use crate::bgp::codec::{
-    cease_subcode, error_code, fsm_subcode, DecodeError, Family, Message, Notification, Open,
-    RouteRefresh, Update,
+    cease_subcode, error_code, fsm_subcode, CodecOptions, DecodeError, Family, Message,
+    Notification, Open, RouteRefresh, Update,
 };
 use crate::model::AsNumber;
 
@@ -148,6 +148,19 @@ pub enum DownReason {
     CollisionResolution,
 }
 
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownReason::ManualStop => write!(f, "stopped"),
+            DownReason::HoldTimerExpired => write!(f, "hold timer expired"),
+            DownReason::NotificationReceived(notification) => write!(f, "received {notification}"),
+            DownReason::NotificationSent(notification) => write!(f, "sent {notification}"),
+            DownReason::ConnectionLost => write!(f, "connection lost"),
+            DownReason::CollisionResolution => write!(f, "connection collision"),
+        }
+    }
+}
+
 /// Actions for the caller, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -222,6 +235,15 @@ impl Fsm {
     /// Parameters agreed with the peer, once OPENs were exchanged.
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// Wire options for decoding and encoding on this session: the negotiated ones, or 4-octet
+    /// AS before negotiation (only OPEN, KEEPALIVE and NOTIFICATION are valid then, and their
+    /// format does not depend on it).
+    pub fn codec_options(&self) -> CodecOptions {
+        self.negotiated
+            .as_ref()
+            .map_or(CodecOptions::FOUR_OCTET, Negotiated::codec_options)
     }
 
     /// Processes one input at time `now` and returns the actions to perform, in order.
