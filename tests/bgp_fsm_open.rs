@@ -219,3 +219,12 @@ fn codec_options_follow_negotiation_and_down_reasons_read_well() {
         "hold timer expired"
     );
 }
+
+#[test]
+fn invalid_configured_hold_time_is_rounded_up() {
+    let mut config = config();
+    config.hold_time_seconds = 2;
+    assert_eq!(local_open(&config).hold_time, 3);
+    config.hold_time_seconds = 0;
+    assert_eq!(local_open(&config).hold_time, 0);
+}
