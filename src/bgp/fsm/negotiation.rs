@@ -113,12 +113,12 @@ pub fn local_open(config: &FsmConfig) -> Open {
         }));
     }
     capabilities.push(Capability::FourOctetAs(config.local_as));
-    Open::new(
-        config.local_as,
-        config.hold_time_seconds,
-        config.router_id,
-        capabilities,
-    )
+    // 1 and 2 s are not valid hold times (RFC 4271 §4.2); round up rather than be refused.
+    let hold_time = match config.hold_time_seconds {
+        1 | 2 => 3,
+        other => other,
+    };
+    Open::new(config.local_as, hold_time, config.router_id, capabilities)
 }
 
 /// Validates the peer's OPEN against the configuration and negotiates the session parameters.
