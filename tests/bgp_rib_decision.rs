@@ -4,6 +4,7 @@
 #[path = "bgp_support/rib_setup.rs"]
 mod rib_setup;
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
@@ -338,10 +339,11 @@ fn external_local_pref_is_ignored_and_import_policy_applies() {
     let external = up(&mut rib, 1, AsNumber(65001), false);
     let mut with_pref = attributes(&[65001], [10, 0, 0, 11]);
     with_pref.local_pref = Some(500);
-    let reject_own_block = |_: &PeerConfig, prefix: &IpNet, attributes: &mut RouteAttributes| {
-        attributes.communities.push(Community::new(1, 1));
-        !net("10.5.0.0/16").contains(prefix)
-    };
+    let reject_own_block =
+        |_: &PeerConfig, prefix: &IpNet, attributes: &mut Cow<'_, RouteAttributes>| {
+            attributes.to_mut().communities.push(Community::new(1, 1));
+            !net("10.5.0.0/16").contains(prefix)
+        };
     rib.apply_update(
         external,
         &announce(with_pref, &["10.9.0.0/24", "10.5.1.0/26"]),

@@ -4,6 +4,7 @@
 #[path = "bgp_support/rib_setup.rs"]
 mod rib_setup;
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
@@ -212,15 +213,50 @@ fn export_policy_can_reject_and_tag() {
     let id = up(&mut rib, 1, OUR_AS, false);
     rib.originate(net("10.5.0.0/26"), RouteAttributes::local());
     rib.originate(net("10.6.0.0/26"), RouteAttributes::local());
-    let policy =
-        |_: &PeerConfig, prefix: &IpNet, _: &Candidate, attributes: &mut RouteAttributes| {
-            attributes.communities.push(Community::new(64512, 100));
-            *prefix != net("10.6.0.0/26")
-        };
+    rib.originate(net("10.7.0.0/26"), RouteAttributes::local());
+    let policy = |_: &PeerConfig,
+                  prefix: &IpNet,
+                  _: &Candidate,
+                  attributes: &mut Cow<'_, RouteAttributes>| {
+        // The policy sees the attributes as they will be sent.
+        assert_eq!(attributes.next_hop, Some(IpAddr::V4(ROUTER_ID)));
+        if *prefix == net("10.5.0.0/26") {
+            attributes
+                .to_mut()
+                .communities
+                .push(Community::new(64512, 100));
+        }
+        *prefix != net("10.6.0.0/26")
+    };
     let routes = exported(&rib.export(id, &policy));
-    assert_eq!(routes.len(), 1);
+    assert_eq!(routes.len(), 2);
     assert_eq!(routes[0].0, net("10.5.0.0/26"));
     assert_eq!(routes[0].1.communities, vec![Community::new(64512, 100)]);
+    assert_eq!(routes[1].0, net("10.7.0.0/26"));
+    assert!(routes[1].1.communities.is_empty());
+}
+
+#[test]
+fn routes_from_one_update_share_attributes_in_the_adj_rib_out() {
+    let mut rib = new_rib(Some(CLUSTER_ID));
+    let source = up(&mut rib, 1, OUR_AS, true);
+    let client = up(&mut rib, 2, OUR_AS, true);
+    let prefixes: Vec<String> = (0..50).map(|index| format!("10.{index}.0.0/24")).collect();
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    rib.apply_update(
+        source,
+        &announce(attributes(&[], [10, 0, 0, 11]), &prefixes),
+        &accept_all,
+    );
+    let batch = rib.export(client, &AcceptAll);
+    assert_eq!(batch.announce.len(), 1, "one attribute group");
+    let ((_, shared), group) = batch.announce.iter().next().unwrap();
+    assert_eq!(group.len(), 50);
+    assert_eq!(shared.cluster_list, vec![CLUSTER_ID]);
+    // Re-exporting after an unrelated change sends nothing for these prefixes.
+    rib.originate(net("10.200.0.0/24"), RouteAttributes::local());
+    let batch = rib.export(client, &AcceptAll);
+    assert_eq!(exported(&batch).len(), 1);
 }
 
 #[test]

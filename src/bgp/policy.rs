@@ -10,6 +10,7 @@
 //! The RIB's [`ExportPolicy`] / [`ImportPolicy`] traits are implemented on [`CalicoPolicy`]
 //! with each route's [`RouteKind`] supplied by a caller-provided classifier.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -289,7 +290,7 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ExportPo
         peer: &PeerConfig,
         prefix: &IpNet,
         candidate: &Candidate,
-        attributes: &mut RouteAttributes,
+        attributes: &mut Cow<'_, RouteAttributes>,
     ) -> bool {
         let (kind, elevated) = match candidate.source {
             RouteSource::Peer(_) => (RouteKind::Learned, false),
@@ -302,16 +303,17 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ExportPo
             ExportDecision::Reject => false,
             ExportDecision::Accept(communities) => {
                 for community in communities {
+                    // Only copy the attributes when something is really added.
                     match community {
                         CommunityValue::Standard(value)
                             if !attributes.communities.contains(&value) =>
                         {
-                            attributes.communities.push(value)
+                            attributes.to_mut().communities.push(value)
                         }
                         CommunityValue::Large(value)
                             if !attributes.large_communities.contains(&value) =>
                         {
-                            attributes.large_communities.push(value)
+                            attributes.to_mut().large_communities.push(value)
                         }
                         _ => {}
                     }
@@ -325,7 +327,7 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ExportPo
 impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ImportPolicy
     for CalicoRibPolicy<'_, Classify>
 {
-    fn import(&self, _: &PeerConfig, prefix: &IpNet, _: &mut RouteAttributes) -> bool {
+    fn import(&self, _: &PeerConfig, prefix: &IpNet, _: &mut Cow<'_, RouteAttributes>) -> bool {
         self.policy.import(prefix)
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers for the RIB tests: a RIB with fixed identity, peers by index, and UPDATE builders.
 #![allow(dead_code)]
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -86,7 +87,7 @@ pub fn announce(attributes: PathAttributes, prefixes: &[&str]) -> Update {
     }
 }
 
-pub fn accept_all(_: &PeerConfig, _: &IpNet, _: &mut RouteAttributes) -> bool {
+pub fn accept_all(_: &PeerConfig, _: &IpNet, _: &mut Cow<'_, RouteAttributes>) -> bool {
     true
 }
 

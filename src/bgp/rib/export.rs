@@ -3,12 +3,16 @@
 //! Rules, in order: never back to the peer it came from; only negotiated families; iBGP-learned
 //! paths go to other iBGP peers only through route reflection (RFC 4456 §6: client paths to
 //! everyone, non-client paths to clients only, ORIGINATOR_ID set and our CLUSTER_ID prepended,
-//! nothing reflected to its originator); then the caller's [`ExportPolicy`]; then the session
-//! rewrite — towards eBGP our AS is prepended, LOCAL_PREF, MED of learned paths, ORIGINATOR_ID
-//! and CLUSTER_LIST are dropped and the next hop is ours unless `Keep`; towards iBGP LOCAL_PREF
-//! is filled in and the next hop is ours for local paths or with `SelfAddress`, else unchanged.
+//! nothing reflected to its originator); then the session rewrite — towards eBGP our AS is
+//! prepended, LOCAL_PREF, MED of learned paths, ORIGINATOR_ID and CLUSTER_LIST are dropped and the next hop is ours unless `Keep`; towards iBGP LOCAL_PREF
+//! is filled in and the next hop is ours for local paths or with `SelfAddress`, else unchanged;
+//! finally the caller's [`ExportPolicy`], which sees the attributes as they will be sent.
+//!
+//! The rewrite is computed once per shared attribute set (paths from one UPDATE share an `Arc`),
+//! so exporting a large table allocates per attribute set, not per prefix.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -24,25 +28,28 @@ use super::decision::DEFAULT_LOCAL_PREF;
 use super::route::{Candidate, PeerId, RouteAttributes, RouteSource};
 use super::{PeerConfig, PeerState, Rib};
 
-/// Decides whether a best path is advertised to a peer, possibly changing its attributes
-/// (e.g. adding communities). Runs before the session rewrite.
+/// Decides whether a best path is advertised to a peer and may change the attributes it is
+/// sent with (e.g. add communities). It sees the attributes after the session rewrite; call
+/// `attributes.to_mut()` only to change them, so unchanged routes keep sharing one copy.
 pub trait ExportPolicy {
     fn export(
         &self,
         peer: &PeerConfig,
         prefix: &IpNet,
         candidate: &Candidate,
-        attributes: &mut RouteAttributes,
+        attributes: &mut Cow<'_, RouteAttributes>,
     ) -> bool;
 }
 
-impl<F: Fn(&PeerConfig, &IpNet, &Candidate, &mut RouteAttributes) -> bool> ExportPolicy for F {
+impl<F: Fn(&PeerConfig, &IpNet, &Candidate, &mut Cow<'_, RouteAttributes>) -> bool> ExportPolicy
+    for F
+{
     fn export(
         &self,
         peer: &PeerConfig,
         prefix: &IpNet,
         candidate: &Candidate,
-        attributes: &mut RouteAttributes,
+        attributes: &mut Cow<'_, RouteAttributes>,
     ) -> bool {
         self(peer, prefix, candidate, attributes)
     }
@@ -53,7 +60,13 @@ impl<F: Fn(&PeerConfig, &IpNet, &Candidate, &mut RouteAttributes) -> bool> Expor
 pub struct AcceptAll;
 
 impl ExportPolicy for AcceptAll {
-    fn export(&self, _: &PeerConfig, _: &IpNet, _: &Candidate, _: &mut RouteAttributes) -> bool {
+    fn export(
+        &self,
+        _: &PeerConfig,
+        _: &IpNet,
+        _: &Candidate,
+        _: &mut Cow<'_, RouteAttributes>,
+    ) -> bool {
         true
     }
 }
@@ -126,34 +139,81 @@ impl Rib {
             state.pending.iter().copied().collect()
         };
         let families = session.families.clone();
-        let decisions: Vec<(IpNet, Option<RouteAttributes>)> = prefixes
-            .into_iter()
-            .filter(|prefix| families.contains(&Family::of_prefix(prefix)))
-            .map(|prefix| (prefix, self.export_attributes(id, state, &prefix, policy)))
-            .collect();
+
+        // Paths that arrived in one UPDATE share one `Arc`; their rewrite for this peer is the
+        // same, so it is computed once per shared attribute set and family.
+        let mut rewrites: HashMap<(usize, RouteSource, bool), Option<Arc<RouteAttributes>>> =
+            HashMap::new();
+        let mut last_changed_by_policy: Option<Arc<RouteAttributes>> = None;
+        let mut decisions: Vec<(IpNet, Option<Arc<RouteAttributes>>)> =
+            Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            if !families.contains(&Family::of_prefix(&prefix)) {
+                continue;
+            }
+            let Some(candidate) = self.best(&prefix) else {
+                decisions.push((prefix, None));
+                continue;
+            };
+            let ipv4 = prefix.addr().is_ipv4();
+            let key = (
+                Arc::as_ptr(&candidate.attributes) as usize,
+                candidate.source,
+                ipv4,
+            );
+            let rewritten = rewrites
+                .entry(key)
+                .or_insert_with(|| self.rewrite(id, state, candidate, ipv4).map(Arc::new))
+                .clone();
+            let desired = rewritten.and_then(|base| {
+                let mut attributes = Cow::Borrowed(&*base);
+                if !policy.export(&state.config, &prefix, candidate, &mut attributes) {
+                    return None;
+                }
+                Some(match attributes {
+                    Cow::Borrowed(_) => base.clone(),
+                    Cow::Owned(changed) => match &last_changed_by_policy {
+                        Some(last) if **last == changed => last.clone(),
+                        _ => {
+                            let shared = Arc::new(changed);
+                            last_changed_by_policy = Some(shared.clone());
+                            shared
+                        }
+                    },
+                })
+            });
+            decisions.push((prefix, desired));
+        }
 
         let Some(state) = self.peers.get_mut(&id) else {
             return batch;
         };
+        // Groups by shared attributes first (pointer identity), merged by value at the end.
+        let mut groups: Vec<(Family, Arc<RouteAttributes>, Vec<IpNet>)> = Vec::new();
+        let mut group_of: HashMap<(usize, Family), usize> = HashMap::new();
         for (prefix, desired) in decisions {
             let family = Family::of_prefix(&prefix);
             let current = state.adj_rib_out.get(&prefix);
-            if current.map(|attributes| &**attributes) == desired.as_ref() {
+            let unchanged = match (current, &desired) {
+                (Some(current), Some(desired)) => {
+                    Arc::ptr_eq(current, desired) || **current == **desired
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            if unchanged {
                 continue;
             }
             match desired {
                 Some(attributes) => {
-                    let key = (family, Arc::new(attributes));
-                    let shared = match batch.announce.get_key_value(&key) {
-                        Some(((_, shared), _)) => shared.clone(),
-                        None => key.1.clone(),
-                    };
-                    batch
-                        .announce
-                        .entry((family, shared.clone()))
-                        .or_default()
-                        .push(prefix);
-                    state.adj_rib_out.insert(prefix, shared);
+                    let index = *group_of
+                        .entry((Arc::as_ptr(&attributes) as usize, family))
+                        .or_insert_with(|| {
+                            groups.push((family, attributes.clone(), Vec::new()));
+                            groups.len() - 1
+                        });
+                    groups[index].2.push(prefix);
+                    state.adj_rib_out.insert(prefix, attributes);
                 }
                 None => {
                     if state.adj_rib_out.remove(&prefix).is_some() {
@@ -161,6 +221,16 @@ impl Rib {
                     }
                 }
             }
+        }
+        for (family, attributes, prefixes) in groups {
+            batch
+                .announce
+                .entry((family, attributes))
+                .or_default()
+                .extend(prefixes);
+        }
+        for prefixes in batch.announce.values_mut() {
+            prefixes.sort();
         }
         state.pending.clear();
         if full {
@@ -170,15 +240,15 @@ impl Rib {
         batch
     }
 
-    /// The attributes to advertise `prefix` with to the peer, or `None` when it gets nothing.
-    fn export_attributes(
+    /// The attributes a path is sent to the peer with before the export policy, or `None` when
+    /// the peer does not get it.
+    fn rewrite(
         &self,
         id: PeerId,
         state: &PeerState,
-        prefix: &IpNet,
-        policy: &dyn ExportPolicy,
+        candidate: &Candidate,
+        ipv4: bool,
     ) -> Option<RouteAttributes> {
-        let candidate = self.best(prefix)?;
         let target = &state.config;
         let session = state.session.as_ref()?;
         if candidate.source == RouteSource::Peer(id) {
@@ -199,13 +269,11 @@ impl Rib {
                 attributes.cluster_list.insert(0, cluster_id);
             }
         }
-        if !policy.export(target, prefix, candidate, &mut attributes) {
-            return None;
-        }
         let local_route = candidate.source == RouteSource::Local;
-        let own_next_hop = match prefix {
-            IpNet::V4(_) => target.local_address_v4.map(IpAddr::V4),
-            IpNet::V6(_) => target.local_address_v6.map(IpAddr::V6),
+        let own_next_hop = if ipv4 {
+            target.local_address_v4.map(IpAddr::V4)
+        } else {
+            target.local_address_v6.map(IpAddr::V6)
         };
         let keep_next_hop = if target.is_external() {
             attributes.as_path.prepend(target.local_as);
@@ -223,13 +291,10 @@ impl Rib {
         };
         let kept = attributes
             .next_hop
-            .filter(|next_hop| keep_next_hop && next_hop.is_ipv4() == prefix.addr().is_ipv4());
-        match kept {
-            Some(_) => {}
-            None => {
-                attributes.next_hop = Some(own_next_hop?);
-                attributes.link_local_next_hop = None;
-            }
+            .filter(|next_hop| keep_next_hop && next_hop.is_ipv4() == ipv4);
+        if kept.is_none() {
+            attributes.next_hop = Some(own_next_hop?);
+            attributes.link_local_next_hop = None;
         }
         Some(attributes)
     }

@@ -16,6 +16,7 @@ mod decision;
 mod export;
 mod route;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -69,13 +70,24 @@ pub struct PeerSession {
     pub graceful_restart: Option<GracefulRestart>,
 }
 
-/// Decides whether a received route is accepted, possibly changing its attributes.
+/// Decides whether a received route is accepted. Call `attributes.to_mut()` only to change
+/// them, so unchanged routes keep sharing the copy every prefix of the UPDATE uses.
 pub trait ImportPolicy {
-    fn import(&self, peer: &PeerConfig, prefix: &IpNet, attributes: &mut RouteAttributes) -> bool;
+    fn import(
+        &self,
+        peer: &PeerConfig,
+        prefix: &IpNet,
+        attributes: &mut Cow<'_, RouteAttributes>,
+    ) -> bool;
 }
 
-impl<F: Fn(&PeerConfig, &IpNet, &mut RouteAttributes) -> bool> ImportPolicy for F {
-    fn import(&self, peer: &PeerConfig, prefix: &IpNet, attributes: &mut RouteAttributes) -> bool {
+impl<F: Fn(&PeerConfig, &IpNet, &mut Cow<'_, RouteAttributes>) -> bool> ImportPolicy for F {
+    fn import(
+        &self,
+        peer: &PeerConfig,
+        prefix: &IpNet,
+        attributes: &mut Cow<'_, RouteAttributes>,
+    ) -> bool {
         self(peer, prefix, attributes)
     }
 }
@@ -279,31 +291,43 @@ impl Rib {
         if announced.is_empty() {
             return changed;
         }
+        // Loop checks and the LOCAL_PREF rule depend only on the attributes: decide them once
+        // per UPDATE, and let every prefix share the result unless the policy changes it.
+        let prepare = |shared: Option<Arc<RouteAttributes>>| {
+            let shared = shared?;
+            if !self.import_checks(&config, &shared) {
+                return None;
+            }
+            if config.is_external() && shared.local_pref.is_some() {
+                // LOCAL_PREF from another AS is ignored (RFC 4271 §5.1.5).
+                let mut stripped = (*shared).clone();
+                stripped.local_pref = None;
+                return Some(Arc::new(stripped));
+            }
+            Some(shared)
+        };
         let (ipv4_attributes, multiprotocol_attributes) = RouteAttributes::from_update(update);
+        let ipv4_attributes = prepare(ipv4_attributes);
+        let multiprotocol_attributes = prepare(multiprotocol_attributes);
         let multiprotocol_prefixes = update.attributes.multiprotocol_announced().len();
         let ipv4_count = announced.len() - multiprotocol_prefixes;
         for (position, prefix) in announced.into_iter().enumerate() {
             let shared = if position < ipv4_count {
-                ipv4_attributes.clone()
+                &ipv4_attributes
             } else {
-                multiprotocol_attributes.clone()
+                &multiprotocol_attributes
             };
-            let Some(shared) = shared else { continue };
-            let accepted = self.import_checks(&config, &shared).then(|| {
-                let mut attributes = (*shared).clone();
-                if config.is_external() {
-                    // LOCAL_PREF from another AS is ignored (RFC 4271 §5.1.5).
-                    attributes.local_pref = None;
+            let accepted = shared.as_ref().and_then(|shared| {
+                let mut attributes = Cow::Borrowed(&**shared);
+                if !policy.import(&config, &prefix, &mut attributes) {
+                    return None;
                 }
-                policy.import(&config, &prefix, &mut attributes).then(|| {
-                    if attributes == *shared {
-                        shared.clone()
-                    } else {
-                        Arc::new(attributes)
-                    }
+                Some(match attributes {
+                    Cow::Borrowed(_) => shared.clone(),
+                    Cow::Owned(changed) => Arc::new(changed),
                 })
             });
-            match accepted.flatten() {
+            match accepted {
                 Some(attributes) => {
                     changed.extend(self.insert_peer_route(id, facts, prefix, attributes))
                 }
