@@ -351,3 +351,33 @@ fn non_graceful_down_removes_routes_and_clears_adj_rib_out() {
     );
     assert_eq!(rib.remove_peer(source), Vec::<IpNet>::new());
 }
+
+#[test]
+fn incremental_exports_survive_change_log_compaction() {
+    let mut rib = new_rib(None);
+    let early = up(&mut rib, 1, OUR_AS, false);
+    let prefixes: Vec<IpNet> = (0..70_000u32)
+        .map(|index| {
+            IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (index << 8)), 24).unwrap())
+        })
+        .collect();
+    for prefix in &prefixes {
+        rib.originate(*prefix, RouteAttributes::local());
+    }
+    // A peer that comes up later gets a full table; the early one gets every change.
+    let late = up(&mut rib, 2, OUR_AS, false);
+    assert_eq!(rib.advertised_count(late), 70_000);
+    assert_eq!(exported(&rib.export(early, &AcceptAll)).len(), 70_000);
+    for prefix in &prefixes[..10] {
+        rib.withdraw_local(*prefix);
+    }
+    for peer in [early, late] {
+        let batch = rib.export(peer, &AcceptAll);
+        assert_eq!(
+            batch.withdraw.get(&Family::IPV4_UNICAST).map(Vec::len),
+            Some(10)
+        );
+        assert!(batch.announce.is_empty());
+        assert_eq!(rib.advertised_count(peer), 69_990);
+    }
+}

@@ -136,7 +136,7 @@ impl Rib {
             all.dedup();
             all
         } else {
-            state.pending.iter().copied().collect()
+            self.changes_since(state.cursor)
         };
         let families = session.families.clone();
 
@@ -185,6 +185,7 @@ impl Rib {
             decisions.push((prefix, desired));
         }
 
+        let log_end = self.change_log_end();
         let Some(state) = self.peers.get_mut(&id) else {
             return batch;
         };
@@ -232,11 +233,12 @@ impl Rib {
         for prefixes in batch.announce.values_mut() {
             prefixes.sort();
         }
-        state.pending.clear();
+        state.cursor = log_end;
         if full {
             state.full_export_pending = false;
             batch.end_of_rib = families;
         }
+        self.compact_change_log();
         batch
     }
 

@@ -99,11 +99,14 @@ struct PeerState {
     adj_rib_in: BTreeMap<IpNet, Arc<RouteAttributes>>,
     stale: BTreeSet<IpNet>,
     adj_rib_out: BTreeMap<IpNet, Arc<RouteAttributes>>,
-    /// Prefixes whose best route changed since the last export to this peer.
-    pending: BTreeSet<IpNet>,
+    /// Position in the change log up to which this peer has been exported.
+    cursor: u64,
     /// The next export sends the whole table and End-of-RIB.
     full_export_pending: bool,
 }
+
+/// Change-log length at which entries every exporting peer has seen are dropped.
+const CHANGE_LOG_COMPACTION: usize = 1 << 16;
 
 /// The RIBs of one speaker.
 pub struct Rib {
@@ -111,6 +114,11 @@ pub struct Rib {
     peers: BTreeMap<PeerId, PeerState>,
     loc_rib: BTreeMap<IpNet, Vec<Candidate>>,
     best: BTreeMap<IpNet, usize>,
+    /// Prefixes whose best path changed, in order; peers export from their cursor onwards.
+    /// One shared log instead of a set per peer keeps a best-path change O(1).
+    change_log: Vec<IpNet>,
+    /// Absolute position of `change_log[0]`.
+    change_log_start: u64,
     igp_cost: Box<dyn Fn(IpAddr) -> u32 + Send + Sync>,
 }
 
@@ -131,6 +139,8 @@ impl Rib {
             peers: BTreeMap::new(),
             loc_rib: BTreeMap::new(),
             best: BTreeMap::new(),
+            change_log: Vec::new(),
+            change_log_start: 0,
             igp_cost: Box::new(|_| 0),
         }
     }
@@ -165,7 +175,7 @@ impl Rib {
                         adj_rib_in: BTreeMap::new(),
                         stale: BTreeSet::new(),
                         adj_rib_out: BTreeMap::new(),
-                        pending: BTreeSet::new(),
+                        cursor: 0,
                         full_export_pending: true,
                     },
                 );
@@ -204,7 +214,6 @@ impl Rib {
             .collect();
         state.session = Some(session);
         state.adj_rib_out.clear();
-        state.pending.clear();
         state.full_export_pending = true;
         self.remove_peer_routes(id, sweep)
     }
@@ -217,7 +226,6 @@ impl Rib {
         };
         state.session = None;
         state.adj_rib_out.clear();
-        state.pending.clear();
         state.full_export_pending = true;
         let prefixes: Vec<IpNet> = state.adj_rib_in.keys().copied().collect();
         if graceful {
@@ -473,6 +481,37 @@ impl Rib {
         self.decide(prefix, old)
     }
 
+    fn change_log_end(&self) -> u64 {
+        self.change_log_start + self.change_log.len() as u64
+    }
+
+    /// Drops change-log entries that every peer waiting for incremental exports has seen
+    /// (peers down or due a full export do not need the log).
+    fn compact_change_log(&mut self) {
+        let end = self.change_log_end();
+        let oldest_needed = self
+            .peers
+            .values()
+            .filter(|state| state.session.is_some() && !state.full_export_pending)
+            .map(|state| state.cursor)
+            .min()
+            .unwrap_or(end);
+        let drop = (oldest_needed.saturating_sub(self.change_log_start) as usize)
+            .min(self.change_log.len());
+        self.change_log.drain(..drop);
+        self.change_log_start += drop as u64;
+    }
+
+    /// Prefixes changed since `cursor`, sorted and without repeats.
+    fn changes_since(&self, cursor: u64) -> Vec<IpNet> {
+        let skip =
+            (cursor.saturating_sub(self.change_log_start) as usize).min(self.change_log.len());
+        let mut changed: Vec<IpNet> = self.change_log[skip..].to_vec();
+        changed.sort();
+        changed.dedup();
+        changed
+    }
+
     /// Re-runs the decision for one prefix after its candidates changed (`old` is the best path
     /// before the change); marks it pending for every peer when the best path changed.
     fn decide(&mut self, prefix: IpNet, old: Option<Candidate>) -> Vec<IpNet> {
@@ -492,8 +531,9 @@ impl Rib {
         if self.best(&prefix) == old.as_ref() {
             return Vec::new();
         }
-        for state in self.peers.values_mut() {
-            state.pending.insert(prefix);
+        self.change_log.push(prefix);
+        if self.change_log.len() >= CHANGE_LOG_COMPACTION {
+            self.compact_change_log();
         }
         vec![prefix]
     }
