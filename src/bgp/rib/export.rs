@@ -130,7 +130,7 @@ impl Rib {
         };
         let full = state.full_export_pending;
         let prefixes: Vec<IpNet> = if full {
-            let mut all: Vec<IpNet> = self.best.keys().copied().collect();
+            let mut all: Vec<IpNet> = self.loc_rib.keys().copied().collect();
             all.extend(state.adj_rib_out.keys().copied());
             all.sort();
             all.dedup();

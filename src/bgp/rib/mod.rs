@@ -105,6 +105,27 @@ struct PeerState {
     full_export_pending: bool,
 }
 
+/// Every path for one prefix and which one is best.
+#[derive(Debug, Clone, Default)]
+struct Destination {
+    candidates: Vec<Candidate>,
+    best: Option<usize>,
+}
+
+impl Destination {
+    fn best(&self) -> Option<&Candidate> {
+        self.candidates.get(self.best?)
+    }
+}
+
+/// Whether two paths are the same for the peers (cheap when they share attributes).
+fn same_path(left: &Candidate, right: &Candidate) -> bool {
+    left.source == right.source
+        && left.peer == right.peer
+        && left.stale == right.stale
+        && (Arc::ptr_eq(&left.attributes, &right.attributes) || left.attributes == right.attributes)
+}
+
 /// Change-log length at which entries every exporting peer has seen are dropped.
 const CHANGE_LOG_COMPACTION: usize = 1 << 16;
 
@@ -112,8 +133,7 @@ const CHANGE_LOG_COMPACTION: usize = 1 << 16;
 pub struct Rib {
     config: RibConfig,
     peers: BTreeMap<PeerId, PeerState>,
-    loc_rib: BTreeMap<IpNet, Vec<Candidate>>,
-    best: BTreeMap<IpNet, usize>,
+    loc_rib: BTreeMap<IpNet, Destination>,
     /// Prefixes whose best path changed, in order; peers export from their cursor onwards.
     /// One shared log instead of a set per peer keeps a best-path change O(1).
     change_log: Vec<IpNet>,
@@ -138,7 +158,6 @@ impl Rib {
             config,
             peers: BTreeMap::new(),
             loc_rib: BTreeMap::new(),
-            best: BTreeMap::new(),
             change_log: Vec::new(),
             change_log_start: 0,
             igp_cost: Box::new(|_| 0),
@@ -150,8 +169,7 @@ impl Rib {
         self.igp_cost = Box::new(igp_cost);
         let prefixes: Vec<IpNet> = self.loc_rib.keys().copied().collect();
         for prefix in prefixes {
-            let old = self.best(&prefix).cloned();
-            self.decide(prefix, old);
+            self.update_destination(prefix, false, |_| true);
         }
     }
 
@@ -231,8 +249,9 @@ impl Rib {
         if graceful {
             state.stale.extend(prefixes.iter().copied());
             for prefix in &prefixes {
-                if let Some(candidates) = self.loc_rib.get_mut(prefix) {
-                    for candidate in candidates
+                if let Some(destination) = self.loc_rib.get_mut(prefix) {
+                    for candidate in destination
+                        .candidates
                         .iter_mut()
                         .filter(|c| c.source == RouteSource::Peer(id))
                     {
@@ -387,20 +406,21 @@ impl Rib {
 
     /// The best path for a prefix.
     pub fn best(&self, prefix: &IpNet) -> Option<&Candidate> {
-        let index = *self.best.get(prefix)?;
-        self.loc_rib.get(prefix)?.get(index)
+        self.loc_rib.get(prefix)?.best()
     }
 
     /// Every prefix with its best path, in prefix order.
     pub fn best_routes(&self) -> impl Iterator<Item = (&IpNet, &Candidate)> {
-        self.best
+        self.loc_rib
             .iter()
-            .filter_map(|(prefix, index)| Some((prefix, self.loc_rib.get(prefix)?.get(*index)?)))
+            .filter_map(|(prefix, destination)| Some((prefix, destination.best()?)))
     }
 
     /// All candidate paths for a prefix.
     pub fn candidates(&self, prefix: &IpNet) -> &[Candidate] {
-        self.loc_rib.get(prefix).map_or(&[], Vec::as_slice)
+        self.loc_rib
+            .get(prefix)
+            .map_or(&[], |destination| destination.candidates.as_slice())
     }
 
     /// Number of routes the peer gave us that we accepted (Adj-RIB-In size).
@@ -456,29 +476,68 @@ impl Rib {
     }
 
     fn insert_candidate(&mut self, prefix: IpNet, candidate: Candidate) -> Vec<IpNet> {
-        let old = self.best(&prefix).cloned();
-        let candidates = self.loc_rib.entry(prefix).or_default();
-        match candidates
-            .iter_mut()
-            .find(|existing| existing.source == candidate.source)
-        {
-            Some(existing) => *existing = candidate,
-            None => candidates.push(candidate),
-        }
-        self.decide(prefix, old)
+        self.update_destination(prefix, true, |candidates| {
+            match candidates
+                .iter_mut()
+                .find(|existing| existing.source == candidate.source)
+            {
+                Some(existing) => *existing = candidate,
+                None => candidates.push(candidate),
+            }
+            true
+        })
     }
 
     fn remove_candidate(&mut self, prefix: IpNet, source: RouteSource) -> Vec<IpNet> {
-        let old = self.best(&prefix).cloned();
-        let Some(candidates) = self.loc_rib.get_mut(&prefix) else {
-            return Vec::new();
+        self.update_destination(prefix, false, |candidates| {
+            let before = candidates.len();
+            candidates.retain(|candidate| candidate.source != source);
+            candidates.len() != before
+        })
+    }
+
+    /// Applies `change` to a prefix's candidates (creating the entry when `create`), re-runs
+    /// the decision when it reports a change, and logs the prefix when its best path changed.
+    /// One map lookup per change.
+    fn update_destination(
+        &mut self,
+        prefix: IpNet,
+        create: bool,
+        change: impl FnOnce(&mut Vec<Candidate>) -> bool,
+    ) -> Vec<IpNet> {
+        let destination = if create {
+            self.loc_rib.entry(prefix).or_default()
+        } else {
+            match self.loc_rib.get_mut(&prefix) {
+                Some(destination) => destination,
+                None => return Vec::new(),
+            }
         };
-        let before = candidates.len();
-        candidates.retain(|candidate| candidate.source != source);
-        if candidates.len() == before {
+        let old = destination.best().cloned();
+        if !change(&mut destination.candidates) {
             return Vec::new();
         }
-        self.decide(prefix, old)
+        destination.best = best_candidate(
+            &destination.candidates,
+            self.config.local_as,
+            &*self.igp_cost,
+        );
+        let changed = match (&old, destination.best()) {
+            (Some(old), Some(new)) => !same_path(old, new),
+            (None, None) => false,
+            _ => true,
+        };
+        if destination.candidates.is_empty() {
+            self.loc_rib.remove(&prefix);
+        }
+        if !changed {
+            return Vec::new();
+        }
+        self.change_log.push(prefix);
+        if self.change_log.len() >= CHANGE_LOG_COMPACTION {
+            self.compact_change_log();
+        }
+        vec![prefix]
     }
 
     fn change_log_end(&self) -> u64 {
@@ -510,31 +569,5 @@ impl Rib {
         changed.sort();
         changed.dedup();
         changed
-    }
-
-    /// Re-runs the decision for one prefix after its candidates changed (`old` is the best path
-    /// before the change); marks it pending for every peer when the best path changed.
-    fn decide(&mut self, prefix: IpNet, old: Option<Candidate>) -> Vec<IpNet> {
-        let new_index = match self.loc_rib.get(&prefix) {
-            Some(candidates) if !candidates.is_empty() => {
-                best_candidate(candidates, self.config.local_as, &*self.igp_cost)
-            }
-            _ => {
-                self.loc_rib.remove(&prefix);
-                None
-            }
-        };
-        match new_index {
-            Some(index) => self.best.insert(prefix, index),
-            None => self.best.remove(&prefix),
-        };
-        if self.best(&prefix) == old.as_ref() {
-            return Vec::new();
-        }
-        self.change_log.push(prefix);
-        if self.change_log.len() >= CHANGE_LOG_COMPACTION {
-            self.compact_change_log();
-        }
-        vec![prefix]
     }
 }
