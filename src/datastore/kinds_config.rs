@@ -2,8 +2,6 @@
 //! IP reservations (reference §1.5, §1.6, §3).
 
 use ipnet::IpNet;
-use kube::CustomResource;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::keys;
@@ -11,6 +9,7 @@ use super::kinds::named;
 use super::StoredKind;
 use crate::ipam::records::{IpamConfig, IpamConfigKey, Reservation};
 use crate::resources::ipam::{EtcdIpamConfig, IPAMConfig, IPAMConfigSpec};
+use crate::resources::{IPReservation, IPReservationSpec};
 
 fn max_blocks(raw: Option<i64>) -> Result<u32, String> {
     let raw = raw.unwrap_or(0);
@@ -79,20 +78,6 @@ impl StoredKind for IpamConfig {
     }
 }
 
-/// Minimal IPReservation CRD for the Kubernetes path; the integrator may swap in the shared
-/// resource type from `crate::resources` (same group, kind and fields).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    group = "crd.projectcalico.org",
-    version = "v1",
-    kind = "IPReservation",
-    plural = "ipreservations"
-)]
-pub struct IPReservationSpec {
-    #[serde(rename = "reservedCIDRs", default)]
-    pub reserved_cidrs: Vec<String>,
-}
-
 /// The etcd-mode v3 object.
 #[derive(Serialize, Deserialize)]
 struct EtcdReservation {
@@ -146,7 +131,7 @@ impl StoredKind for Reservation {
             kind: "IPReservation".to_string(),
             metadata,
             spec: IPReservationSpec {
-                reserved_cidrs: self.reserved_cidrs.iter().map(|c| c.to_string()).collect(),
+                reserved_cidrs: Some(self.reserved_cidrs.iter().map(|c| c.to_string()).collect()),
             },
         };
         serde_json::to_vec(&value).map_err(|e| e.to_string())
@@ -155,7 +140,9 @@ impl StoredKind for Reservation {
         let value: EtcdReservation = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         Ok(Reservation {
             name: key.clone(),
-            reserved_cidrs: parse_reserved(&value.spec.reserved_cidrs)?,
+            reserved_cidrs: parse_reserved(
+                value.spec.reserved_cidrs.as_deref().unwrap_or_default(),
+            )?,
             metadata: Some(value.metadata),
         })
     }
@@ -166,14 +153,14 @@ impl StoredKind for Reservation {
         IPReservation {
             metadata: named(self.name.clone()),
             spec: IPReservationSpec {
-                reserved_cidrs: self.reserved_cidrs.iter().map(|c| c.to_string()).collect(),
+                reserved_cidrs: Some(self.reserved_cidrs.iter().map(|c| c.to_string()).collect()),
             },
         }
     }
     fn from_crd(crd: &IPReservation) -> Result<Reservation, String> {
         Ok(Reservation {
             name: crd.metadata.name.clone().unwrap_or_default(),
-            reserved_cidrs: parse_reserved(&crd.spec.reserved_cidrs)?,
+            reserved_cidrs: parse_reserved(crd.spec.reserved_cidrs.as_deref().unwrap_or_default())?,
             metadata: None,
         })
     }

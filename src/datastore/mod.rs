@@ -15,6 +15,7 @@ pub mod kinds;
 pub mod kinds_config;
 pub mod kube;
 pub mod memory;
+pub mod v3;
 
 use std::fmt::Debug;
 use std::future::Future;
