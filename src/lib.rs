@@ -21,4 +21,5 @@ pub mod model;
 pub mod netns;
 pub mod resources;
 pub mod selector;
+pub mod startup;
 pub mod status;

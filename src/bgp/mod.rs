@@ -48,3 +48,4 @@ pub mod fsm;
 pub mod peering;
 pub mod policy;
 pub mod rib;
+pub mod speaker;
