@@ -397,4 +397,13 @@ async fn calico_fixtures_through_etcd_and_cli_commands() {
         .await
         .unwrap()
         .contains("not assigned"));
+    // A handle without a handle record is found by scanning the blocks.
+    let by_handle = cli::ReleaseArgs {
+        ip: None,
+        handle: Some("k8s-pod-network.aaa".into()),
+    };
+    assert_eq!(
+        cli::release(&store, &by_handle).await.unwrap(),
+        "Released 2 address(es) of handle k8s-pod-network.aaa\n"
+    );
 }

@@ -180,3 +180,53 @@ async fn two_nodes_assign_concurrently_and_release() {
         .iter()
         .all(|b| b.value.is_empty() && b.value.affinity.is_some()));
 }
+
+#[tokio::test]
+async fn watch_reports_puts_and_two_step_deletes() {
+    use futures::StreamExt;
+    use starling::datastore::WatchEvent;
+    let (_api, store) = start().await;
+    let mut existing = Handle::new("before");
+    existing.blocks.insert("10.0.0.0/26".into(), 1);
+    store.create(&existing).await.unwrap();
+    let mut watch = store.watch::<Handle>().await.unwrap();
+    // The initial list comes first, as puts.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
+        .await
+        .expect("initial event")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&first, WatchEvent::Put(v) if v.value.id == "before"),
+        "{first:?}"
+    );
+    let mut later = Handle::new("later");
+    later.blocks.insert("10.0.0.0/26".into(), 1);
+    let revision = store.create(&later).await.unwrap();
+    store
+        .delete::<Handle>(&"later".to_string(), &revision)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
+            .await
+            .expect("watch event")
+            .unwrap()
+            .unwrap();
+        seen.push(event);
+    }
+    assert!(
+        matches!(&seen[0], WatchEvent::Put(v) if v.value.id == "later"),
+        "{seen:?}"
+    );
+    // The `deleted: true` update already counts as the deletion; the real delete repeats it.
+    assert!(
+        matches!(&seen[1], WatchEvent::Deleted(id) if id == "later"),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&seen[2], WatchEvent::Deleted(id) if id == "later"),
+        "{seen:?}"
+    );
+}

@@ -65,8 +65,8 @@ async fn allocates_keeps_switches_and_releases() {
         .is_ok());
 
     // Second pass keeps the same addresses.
-    me.ipv4_vxlan_tunnel_addr = first.ipv4_vxlan_tunnel_addr;
-    me.ipv6_vxlan_tunnel_addr = first.ipv6_vxlan_tunnel_addr;
+    assert!(first.apply_to(&mut me), "fields were empty");
+    assert_eq!(me.ipv4_vxlan_tunnel_addr, Some(v4));
     let second = reconcile_tunnel_addresses(
         &alloc,
         &me,
@@ -78,6 +78,7 @@ async fn allocates_keeps_switches_and_releases() {
     .await
     .unwrap();
     assert_eq!(second, first);
+    assert!(!second.apply_to(&mut me), "nothing changed");
 
     // The pool switches to IPIP: VXLAN address released, IPIP address allocated.
     let mut ipip = vxlan.clone();

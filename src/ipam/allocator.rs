@@ -180,8 +180,8 @@ impl<S: Datastore> Allocator<S> {
         let hint = self.hinted_block(request.family);
         affinities.sort_by_key(|a| (Some(a.value.key.cidr) != hint, a.value.key.cidr));
         let affine_count = affinities.len();
-        // One read per affine block, in CIDR order, until the request is satisfied (Calico's
-        // order too): the common case reads one or two blocks, never the whole cluster's.
+        // One read per affine block until the request is satisfied: the block used last first,
+        // then CIDR order (Calico's order). The common case reads one block, never the cluster's.
         for affinity in affinities
             .iter()
             .filter(|a| pool_holds_block(&request.pools, &a.value.key.cidr))

@@ -178,7 +178,11 @@ pub async fn release<S: Datastore>(store: &S, args: &ReleaseArgs) -> anyhow::Res
         });
     }
     if let Some(handle) = &args.handle {
-        let released = releaser::release_by_handle(store, handle).await?;
+        let mut released = releaser::release_by_handle(store, handle).await?;
+        if released.is_empty() {
+            // No handle record (or an empty one): the allocations may still be in the blocks.
+            released = releaser::release_by_handle_scan(store, handle).await?;
+        }
         return Ok(format!(
             "Released {} address(es) of handle {handle}\n",
             released.len()

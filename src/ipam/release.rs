@@ -82,6 +82,28 @@ pub async fn release_by_handle<S: Datastore>(
     Ok(released)
 }
 
+/// Releases a handle's addresses by scanning every block, for allocations whose handle record is
+/// missing (a leak class `ipam check` reports). Reads the whole block list: an operator tool, not
+/// the CNI path.
+pub async fn release_by_handle_scan<S: Datastore>(
+    store: &S,
+    handle_id: &str,
+) -> Result<Vec<IpAddr>, IpamError> {
+    let mut released = Vec::new();
+    for block in store.list::<Block>().await? {
+        if block.value.addresses_of_handle(handle_id).is_empty() {
+            continue;
+        }
+        let freed = release_in_block(store, block.value.cidr, |b| {
+            let addresses = b.addresses_of_handle(handle_id);
+            b.release(&addresses)
+        })
+        .await?;
+        released.extend(freed.into_iter().map(|(address, _)| address));
+    }
+    Ok(released)
+}
+
 /// Runs `release` on one block with CAS and retry, deletes the block if it became empty and has no
 /// affinity, then decrements the handles of what was released (except when called by handle, where
 /// the caller drops the whole entry; decrementing twice is harmless as counts saturate at zero).

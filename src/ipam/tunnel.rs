@@ -85,6 +85,17 @@ pub struct TunnelAddresses {
 }
 
 impl TunnelAddresses {
+    /// Writes the fields into the node; true when anything changed (the node then needs a write).
+    pub fn apply_to(&self, node: &mut CalicoNode) -> bool {
+        let changed = node.ipv4_ipip_tunnel_addr != self.ipv4_ipip_tunnel_addr
+            || node.ipv4_vxlan_tunnel_addr != self.ipv4_vxlan_tunnel_addr
+            || node.ipv6_vxlan_tunnel_addr != self.ipv6_vxlan_tunnel_addr;
+        node.ipv4_ipip_tunnel_addr = self.ipv4_ipip_tunnel_addr;
+        node.ipv4_vxlan_tunnel_addr = self.ipv4_vxlan_tunnel_addr;
+        node.ipv6_vxlan_tunnel_addr = self.ipv6_vxlan_tunnel_addr;
+        changed
+    }
+
     fn set(&mut self, kind: TunnelKind, address: Option<IpAddr>) {
         match (kind, address) {
             (TunnelKind::Ipip, Some(IpAddr::V4(a))) => self.ipv4_ipip_tunnel_addr = Some(a),

@@ -14,12 +14,37 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-#[derive(Default)]
+/// One change: (revision, plural, ADDED|MODIFIED|DELETED, object).
+type Event = (u64, String, &'static str, Value);
+
 struct Objects {
     by_key: BTreeMap<(String, String), Value>,
     revision: u64,
     /// Every mutating call, e.g. `PUT ipamhandles/x deleted=true`, for assertions.
     log: Vec<String>,
+    /// Every change, so a watch from resourceVersion N replays what it missed.
+    history: Vec<Event>,
+    live: tokio::sync::broadcast::Sender<Event>,
+}
+
+impl Default for Objects {
+    fn default() -> Self {
+        Objects {
+            by_key: BTreeMap::new(),
+            revision: 0,
+            log: Vec::new(),
+            history: Vec::new(),
+            live: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl Objects {
+    fn record(&mut self, plural: &str, kind: &'static str, object: &Value) {
+        let event = (self.revision, plural.to_string(), kind, object.clone());
+        self.history.push(event.clone());
+        let _ = self.live.send(event);
+    }
 }
 
 #[derive(Clone, Default)]
@@ -92,7 +117,24 @@ impl FakeApi {
     }
 }
 
-async fn list(State(api): State<FakeApi>, Path(plural): Path<String>) -> Response {
+async fn list(
+    State(api): State<FakeApi>,
+    Path(plural): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let query = uri.query().unwrap_or("");
+    let parameter = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    if matches!(parameter("watch").as_deref(), Some("true" | "1")) {
+        let since: u64 = parameter("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        return watch(&api, plural, since);
+    }
     let objects = api.lock();
     let items: Vec<Value> = objects
         .by_key
@@ -107,6 +149,45 @@ async fn list(State(api): State<FakeApi>, Path(plural): Path<String>) -> Respons
             "metadata": {"resourceVersion": objects.revision.to_string()}, "items": items
         }),
     )
+}
+
+/// A watch: replayed history after `since`, then live changes, one JSON object per line.
+fn watch(api: &FakeApi, plural: String, since: u64) -> Response {
+    let (replay, receiver) = {
+        // Under the lock, so no change falls between the replay and the subscription.
+        let objects = api.lock();
+        let replay: Vec<Event> = objects
+            .history
+            .iter()
+            .filter(|e| e.0 > since)
+            .cloned()
+            .collect();
+        (replay, objects.live.subscribe())
+    };
+    let live = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) => return Some((event, receiver)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures::StreamExt;
+    let lines = futures::stream::iter(replay)
+        .chain(live)
+        .filter(move |event| std::future::ready(event.1 == plural))
+        .map(|(_, _, kind, object)| {
+            Ok::<_, std::convert::Infallible>(Bytes::from(
+                json!({"type": kind, "object": object}).to_string() + "\n",
+            ))
+        });
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 async fn read(
@@ -144,6 +225,7 @@ async fn create(State(api): State<FakeApi>, Path(plural): Path<String>, body: By
     object["metadata"]["resourceVersion"] = json!(objects.revision.to_string());
     object["metadata"]["uid"] = json!(format!("uid-{}", objects.revision));
     objects.log.push(format!("POST {plural}/{name}"));
+    objects.record(&plural, "ADDED", &object);
     objects.by_key.insert(key, object.clone());
     reply(StatusCode::CREATED, object)
 }
@@ -183,6 +265,7 @@ async fn replace(
             .map(str::to_string)
             .unwrap_or(deleted.to_string())
     ));
+    objects.record(&plural, "MODIFIED", &object);
     objects.by_key.insert(key, object.clone());
     reply(StatusCode::OK, object)
 }
@@ -218,5 +301,7 @@ async fn remove(
         preconditions["uid"].as_str().unwrap_or("-")
     ));
     objects.by_key.remove(&key);
+    objects.revision += 1;
+    objects.record(&plural, "DELETED", &current);
     reply(StatusCode::OK, current)
 }
