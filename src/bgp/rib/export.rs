@@ -129,14 +129,30 @@ impl Rib {
             return batch;
         };
         let full = state.full_export_pending;
-        let prefixes: Vec<IpNet> = if full {
-            let mut all: Vec<IpNet> = self.loc_rib.keys().copied().collect();
-            all.extend(state.adj_rib_out.keys().copied());
-            all.sort();
-            all.dedup();
+        // A full export walks the Loc-RIB in order (plus anything still advertised that is no
+        // longer in it); an incremental one looks up only the changed prefixes.
+        let work: Vec<(IpNet, Option<&Candidate>)> = if full {
+            let mut all: Vec<(IpNet, Option<&Candidate>)> = self
+                .loc_rib
+                .iter()
+                .map(|(prefix, destination)| (*prefix, destination.best()))
+                .collect();
+            let gone: Vec<IpNet> = state
+                .adj_rib_out
+                .keys()
+                .filter(|prefix| !self.loc_rib.contains_key(prefix))
+                .copied()
+                .collect();
+            if !gone.is_empty() {
+                all.extend(gone.into_iter().map(|prefix| (prefix, None)));
+                all.sort_by_key(|(prefix, _)| *prefix);
+            }
             all
         } else {
             self.changes_since(state.cursor)
+                .into_iter()
+                .map(|prefix| (prefix, self.best(&prefix)))
+                .collect()
         };
         let families = session.families.clone();
 
@@ -146,12 +162,12 @@ impl Rib {
             HashMap::new();
         let mut last_changed_by_policy: Option<Arc<RouteAttributes>> = None;
         let mut decisions: Vec<(IpNet, Option<Arc<RouteAttributes>>)> =
-            Vec::with_capacity(prefixes.len());
-        for prefix in prefixes {
+            Vec::with_capacity(work.len());
+        for (prefix, best) in work {
             if !families.contains(&Family::of_prefix(&prefix)) {
                 continue;
             }
-            let Some(candidate) = self.best(&prefix) else {
+            let Some(candidate) = best else {
                 decisions.push((prefix, None));
                 continue;
             };
