@@ -19,6 +19,7 @@ pub mod records;
 pub mod release;
 pub mod request;
 pub mod reserve;
+pub mod service;
 pub mod show;
 pub mod tunnel;
 

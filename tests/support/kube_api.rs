@@ -34,8 +34,9 @@
 //!   core nodes, pods, namespaces, services; Calico ippools, caliconodestatuses, tiers,
 //!   kubecontrollersconfigurations; add more with `declare_status_subresource`): it changes only
 //!   `status`, and main-resource writes keep the old `status`. Exception, as in Kubernetes' node
-//!   status strategy (Calico relies on it to write Node annotations via UpdateStatus): for core
-//!   Nodes a status write also persists `metadata` (labels, annotations, ...); only `spec` is kept.
+//!   and pod status strategies (Calico relies on them to write Node annotations via UpdateStatus
+//!   and pod IP annotations via a status patch): for core Nodes and Pods a status write also
+//!   persists `metadata` (labels, annotations, ...); only `spec` is kept.
 //!   Undeclared resources answer 404 on `/status`, like a real server.
 //! * Errors are `Status` objects (kind Status, status Failure, code, reason, message, details).
 //! * `GET /version`.

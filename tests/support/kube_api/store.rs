@@ -276,8 +276,11 @@ impl Store {
         let mut result = match write {
             Write::Status => {
                 let mut result = existing.clone();
-                let node = resource.group.is_empty() && resource.plural == "nodes";
-                if node {
+                // Kubernetes' node and pod status strategies keep the new metadata (Calico writes
+                // Node annotations and the CNI writes pod IP annotations through /status).
+                let keeps_metadata = resource.group.is_empty()
+                    && (resource.plural == "nodes" || resource.plural == "pods");
+                if keeps_metadata {
                     result["metadata"] = object["metadata"].take();
                 }
                 match object.get("status") {
