@@ -38,6 +38,8 @@ pub enum Command {
     /// CNI plugin tasks (the plugin itself runs when CNI_COMMAND is set).
     #[command(subcommand)]
     Cni(CniCommand),
+    /// A multi-node Starling cluster on this machine, in network namespaces (needs root).
+    Lab(LabCommand),
     /// Inspect and repair IP address management data (like `calicoctl ipam`).
     Ipam {
         #[command(subcommand)]
@@ -58,4 +60,25 @@ pub struct CrdsArgs {
     /// instead of printing a multi-document stream.
     #[arg(long, value_name = "DIR")]
     pub write: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabCommand {
+    #[command(flatten)]
+    pub options: crate::lab::LabOptions,
+    #[command(subcommand)]
+    pub action: LabAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Start a private etcd, N node namespaces with one daemon each, and K pods per node;
+    /// then print a summary.
+    Up(crate::lab::UpArgs),
+    /// Show nodes, daemon health, BGP sessions and pods.
+    Status,
+    /// Make every pod ping every other pod; print the matrix and the loss (non-zero exit on loss).
+    Ping,
+    /// Stop everything the lab started and remove its namespaces and files (safe to repeat).
+    Down,
 }

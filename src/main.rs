@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Ipam { command } => starling::ipam::cli::main(&command),
+        Command::Lab(command) => lab(command),
     }
 }
 
@@ -74,4 +75,39 @@ fn run(args: Box<RunArgs>) -> ExitCode {
     tracing::info!(node = %node_name, ?config, "configuration parsed");
     eprintln!("starling run: configuration is valid; the node daemon is not built yet");
     ExitCode::FAILURE
+}
+
+fn lab(command: starling::cli::LabCommand) -> ExitCode {
+    use starling::cli::LabAction;
+    use starling::lab;
+    let options = &command.options;
+    let outcome = match command.action {
+        LabAction::Up(args) => lab::up(options, &args).map(|state| {
+            print!("{}", lab::summary(options, &state));
+            if let Ok(matrix) = lab::ping(options) {
+                print!("{}", matrix.render());
+            }
+            true
+        }),
+        LabAction::Status => lab::status(options).map(|text| {
+            print!("{text}");
+            true
+        }),
+        LabAction::Ping => lab::ping(options).map(|matrix| {
+            print!("{}", matrix.render());
+            matrix.failures() == 0
+        }),
+        LabAction::Down => lab::down(options).map(|()| {
+            println!("lab {:?} is down", options.name);
+            true
+        }),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("starling lab: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

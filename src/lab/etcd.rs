@@ -52,12 +52,24 @@ pub fn start(names: &LabNames, state_dir: &Path) -> Result<u32> {
     Ok(child.id())
 }
 
+/// Writes `(key, JSON value)` pairs from inside the bridge namespace.
+pub fn put_all(names: &LabNames, entries: Vec<(String, serde_json::Value)>) -> Result<()> {
+    crate::netns::run_async_in(&names.bridge_ns(), || async move {
+        let mut client = etcd_client::Client::connect([endpoint()], None).await?;
+        for (key, value) in entries {
+            client.put(key, value.to_string(), None).await?;
+        }
+        Ok::<_, etcd_client::Error>(())
+    })?
+    .context("writing the lab's Calico resources to etcd")
+}
+
 /// Waits until etcd answers a request from inside the bridge namespace.
 pub fn wait_ready(names: &LabNames, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let ns = names.bridge_ns();
     loop {
-        let probe = super::netns_exec::block_on_in_netns(&ns, async {
+        let probe = crate::netns::run_async_in(&ns, || async {
             let mut client = etcd_client::Client::connect([endpoint()], None).await?;
             client.status().await?;
             Ok::<_, etcd_client::Error>(())
@@ -67,7 +79,7 @@ pub fn wait_ready(names: &LabNames, timeout: Duration) -> Result<()> {
             Ok(Err(err)) if Instant::now() >= deadline => {
                 bail!("etcd did not become ready within {timeout:?}: {err}")
             }
-            Err(err) if Instant::now() >= deadline => return Err(err),
+            Err(err) if Instant::now() >= deadline => return Err(err.into()),
             _ => std::thread::sleep(READY_POLL_INTERVAL),
         }
     }

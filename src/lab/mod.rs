@@ -1,6 +1,331 @@
 //! `starling lab`: a multi-node Starling cluster on one machine, built from network namespaces,
 //! a private etcd and one `starling run` per node (see `topology` for names and addresses).
+//!
+//! `up` records what it started in `<state dir>/state.json` (default state dir
+//! `/run/starling-lab/<name>`); `down` stops those processes and also sweeps every namespace
+//! carrying the lab's prefix, so it cleans up after a crash and is safe to run twice.
 
+pub mod daemons;
 pub mod etcd;
-pub mod netns_exec;
+pub mod ping;
+pub mod pods;
+pub mod resources;
 pub mod topology;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use pods::LabPod;
+use topology::{node_address, node_name, LabNames};
+
+/// How often the lab re-checks something it waits for.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How the lab's pods reach each other across nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// VXLAN pool, backend `vxlan` (routes from IPAM, no BGP).
+    Vxlan,
+    /// No encapsulation, BGP full mesh.
+    Bgp,
+    /// No encapsulation, node1 is a route reflector, the others its clients.
+    BgpRr,
+    /// IPIP pool, BGP full mesh (needs the kernel's ipip module).
+    Ipip,
+}
+
+/// What `lab up` builds.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Number of node namespaces.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
+    pub mode: Mode,
+    /// Pods created on every node through the CNI plugin.
+    #[arg(long, default_value_t = 2)]
+    pub pods_per_node: usize,
+    /// Use this etcd instead of starting a private one (must be reachable from the node
+    /// namespaces).
+    #[arg(long)]
+    pub etcd_endpoints: Option<String>,
+}
+
+/// Options every lab command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabOptions {
+    /// Lab name (lower-case letters and digits); namespaces are called `stl-<name>-...`.
+    #[arg(long, default_value = "lab", global = true)]
+    pub name: String,
+    /// Where state, logs and etcd data live (default /run/starling-lab/<name>).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl LabOptions {
+    pub fn names(&self) -> Result<LabNames> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            bail!(
+                "lab name {:?} must be lower-case letters and digits (it prefixes namespace names)",
+                self.name
+            );
+        }
+        Ok(LabNames::new(&self.name))
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/starling-lab").join(&self.name))
+    }
+}
+
+/// What a running lab consists of (written by `up`, read by the other commands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    pub name: String,
+    pub mode: Mode,
+    pub nodes: usize,
+    pub binary: PathBuf,
+    pub etcd_pid: Option<u32>,
+    pub daemon_pids: Vec<u32>,
+    pub pods: Vec<LabPod>,
+}
+
+impl LabState {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("state.json")
+    }
+
+    pub fn load(state_dir: &Path) -> Result<LabState> {
+        let path = Self::path(state_dir);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no lab state at {} (is the lab up?)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        let path = Self::path(state_dir);
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab creates network namespaces: run it as root");
+    }
+    Ok(())
+}
+
+fn progress(message: &str) {
+    eprintln!("lab: {message}");
+}
+
+/// `lab up`: builds the cluster and returns its state.
+pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
+    require_root()?;
+    let names = options.names()?;
+    if args.nodes == 0 || args.nodes > topology::MAX_NODES {
+        bail!("--nodes must be between 1 and {}", topology::MAX_NODES);
+    }
+    if args.mode == Mode::Ipip && !ipip_available() {
+        bail!("mode ipip needs the kernel's ipip module, which this kernel does not have");
+    }
+    let binary = std::env::current_exe().context("locating the starling binary")?;
+    let state_dir = options.state_dir();
+    // A previous run of the same lab (even a crashed one) is swept first.
+    down(options).ok();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let started = Instant::now();
+
+    progress(&format!("creating {} node namespaces", args.nodes));
+    topology::create_core(&names)?;
+    for index in 1..=args.nodes {
+        topology::create_node(&names, index)?;
+    }
+    let mut state = LabState {
+        name: options.name.clone(),
+        mode: args.mode,
+        nodes: args.nodes,
+        binary: binary.clone(),
+        etcd_pid: None,
+        daemon_pids: Vec::new(),
+        pods: Vec::new(),
+    };
+    if args.etcd_endpoints.is_none() {
+        progress("starting a private etcd");
+        state.etcd_pid = Some(etcd::start(&names, &state_dir)?);
+        state.save(&state_dir)?;
+        etcd::wait_ready(&names, Duration::from_secs(30))?;
+    }
+    progress(&format!(
+        "writing Calico resources for mode {:?}",
+        args.mode
+    ));
+    etcd::put_all(&names, resources::for_mode(args.mode))?;
+
+    progress("starting one starling daemon per node");
+    for index in 1..=args.nodes {
+        state.daemon_pids.push(daemons::start(
+            &names, &state_dir, &binary, args.mode, index,
+        )?);
+    }
+    state.save(&state_dir)?;
+    let all: Vec<usize> = (1..=args.nodes).collect();
+    daemons::wait_ready(&names, &all, Duration::from_secs(90))?;
+    progress(&format!("daemons ready after {:.1?}", started.elapsed()));
+
+    progress(&format!("creating {} pods per node", args.pods_per_node));
+    for node in 1..=args.nodes {
+        for index in 1..=args.pods_per_node {
+            let pod = pods::add(&names, &state_dir, &binary, node, index)?;
+            state.pods.push(pod);
+            state.save(&state_dir)?;
+        }
+    }
+    progress(&format!("lab up in {:.1?}", started.elapsed()));
+    Ok(state)
+}
+
+/// Whether the kernel can create an IPIP device (tested in a throw-away namespace).
+pub fn ipip_available() -> bool {
+    let name = crate::netns::unique_name("stl-ipipcheck");
+    let Ok(guard) = crate::netns::create(&name) else {
+        return false;
+    };
+    let ok = topology::ip(&[
+        "-n",
+        guard.name(),
+        "link",
+        "add",
+        "ipiptest",
+        "type",
+        "ipip",
+        "remote",
+        "192.0.2.1",
+    ])
+    .is_ok();
+    drop(guard);
+    ok
+}
+
+/// A printable summary of a lab.
+pub fn summary(options: &LabOptions, state: &LabState) -> String {
+    let mut out = format!(
+        "lab {:?}: {} nodes, mode {:?}, state and logs in {}\n",
+        state.name,
+        state.nodes,
+        state.mode,
+        options.state_dir().display()
+    );
+    for index in 1..=state.nodes {
+        let pods: Vec<String> = state
+            .pods
+            .iter()
+            .filter(|p| p.node == index)
+            .map(|p| {
+                format!(
+                    "{}={}",
+                    p.name(),
+                    p.address.map(|a| a.to_string()).unwrap_or_default()
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "  {} {} pods: {}\n",
+            node_name(index),
+            node_address(index),
+            pods.join(" ")
+        ));
+    }
+    out
+}
+
+/// `lab status`: daemon health and BGP sessions per node.
+pub fn status(options: &LabOptions) -> Result<String> {
+    let names = options.names()?;
+    let state_dir = options.state_dir();
+    let state = LabState::load(&state_dir)?;
+    let mut out = summary(options, &state);
+    for index in 1..=state.nodes {
+        let pid = state.daemon_pids.get(index - 1).copied();
+        let running = pid.is_some_and(daemons::alive);
+        let ready = running && daemons::ready(&names, index).unwrap_or(false);
+        out.push_str(&format!(
+            "\n{}: daemon {}{}\n",
+            node_name(index),
+            if running { "running" } else { "NOT running" },
+            if ready { ", ready" } else { ", not ready" }
+        ));
+        let socket = daemons::NodeFiles::new(&state_dir, index).control_socket();
+        if let Ok(node_status) = node_status(&socket) {
+            out.push_str(&node_status.render());
+        }
+    }
+    Ok(out)
+}
+
+/// The `node status` answer of one daemon.
+pub fn node_status(socket: &Path) -> Result<crate::status::NodeStatus> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        crate::control::call(
+            socket,
+            &serde_json::json!({"request": "node_status"}),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    })
+}
+
+/// `lab ping`: the all-pairs matrix.
+pub fn ping(options: &LabOptions) -> Result<ping::PingMatrix> {
+    let state = LabState::load(&options.state_dir())?;
+    if state.pods.len() < 2 {
+        bail!("the lab has fewer than two pods");
+    }
+    Ok(ping::matrix(&state.pods))
+}
+
+/// `lab down`: stops everything the lab started and removes every namespace it made.
+pub fn down(options: &LabOptions) -> Result<()> {
+    require_root()?;
+    let names = options.names()?;
+    let state_dir = options.state_dir();
+    if let Ok(state) = LabState::load(&state_dir) {
+        for pid in &state.daemon_pids {
+            daemons::stop(*pid, Duration::from_secs(5));
+        }
+        if let Some(pid) = state.etcd_pid {
+            daemons::stop(pid, Duration::from_secs(5));
+        }
+    }
+    // Anything still running inside the lab's namespaces (e.g. after a crash of `up`).
+    for ns in topology::namespaces_with_prefix(&names.prefix())? {
+        if let Ok(pids) = topology::ip(&["netns", "pids", &ns]) {
+            for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                daemons::stop(pid, Duration::from_secs(2));
+            }
+        }
+    }
+    topology::destroy(&names)?;
+    if state_dir.exists() {
+        std::fs::remove_dir_all(&state_dir)
+            .with_context(|| format!("removing {}", state_dir.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! The Calico resources each lab mode writes to etcd (Calico's etcdv3 layout, reference §3)
+//! before the daemons start.
+
+use serde_json::{json, Value};
+
+use super::topology::node_name;
+use super::Mode;
+
+/// The pod pool every mode uses.
+pub const POD_POOL: &str = "10.244.0.0/16";
+/// Cluster AS of the BGP modes (Calico's default).
+pub const CLUSTER_AS: u32 = 64512;
+/// Cluster ID of the `bgp-rr` reflector (node1).
+pub const REFLECTOR_CLUSTER_ID: &str = "224.0.0.1";
+pub const REFLECTOR_LABEL: &str = "route-reflector";
+
+fn key(plural: &str, name: &str) -> String {
+    format!("/calico/resources/v3/projectcalico.org/{plural}/{name}")
+}
+
+fn object(kind: &str, name: &str, labels: Value, spec: Value) -> Value {
+    json!({
+        "apiVersion": "projectcalico.org/v3",
+        "kind": kind,
+        "metadata": {"name": name, "uid": crate::resources::meta::new_uid(),
+                     "creationTimestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                     "labels": labels},
+        "spec": spec,
+    })
+}
+
+/// An IPPool object at its etcd key.
+pub fn pool(name: &str, cidr: &str, mode: Mode, node_selector: &str) -> (String, Value) {
+    let (ipip, vxlan) = match mode {
+        Mode::Vxlan => ("Never", "Always"),
+        Mode::Ipip => ("Always", "Never"),
+        Mode::Bgp | Mode::BgpRr => ("Never", "Never"),
+    };
+    (
+        key("ippools", name),
+        object(
+            "IPPool",
+            name,
+            json!({}),
+            json!({"cidr": cidr, "blockSize": 26, "ipipMode": ipip, "vxlanMode": vxlan,
+                   "natOutgoing": true, "nodeSelector": node_selector}),
+        ),
+    )
+}
+
+/// Everything a mode needs.
+pub fn for_mode(mode: Mode) -> Vec<(String, Value)> {
+    let mut entries = vec![pool("lab-pool", POD_POOL, mode, "all()")];
+    match mode {
+        Mode::Vxlan => {}
+        Mode::Bgp | Mode::Ipip => entries.push((
+            key("bgpconfigurations", "default"),
+            object(
+                "BGPConfiguration",
+                "default",
+                json!({}),
+                json!({"asNumber": CLUSTER_AS, "nodeToNodeMeshEnabled": true}),
+            ),
+        )),
+        Mode::BgpRr => {
+            entries.push((
+                key("bgpconfigurations", "default"),
+                object(
+                    "BGPConfiguration",
+                    "default",
+                    json!({}),
+                    json!({"asNumber": CLUSTER_AS, "nodeToNodeMeshEnabled": false}),
+                ),
+            ));
+            entries.push((
+                key("bgppeers", "peer-with-route-reflector"),
+                object(
+                    "BGPPeer",
+                    "peer-with-route-reflector",
+                    json!({}),
+                    json!({"nodeSelector": format!("!has({REFLECTOR_LABEL})"),
+                           "peerSelector": format!("has({REFLECTOR_LABEL})")}),
+                ),
+            ));
+            // The reflector is registered in advance, as an operator labels and patches it.
+            let reflector = node_name(1);
+            entries.push((
+                key("nodes", &reflector),
+                object(
+                    "Node",
+                    &reflector,
+                    json!({REFLECTOR_LABEL: "true"}),
+                    json!({"bgp": {"routeReflectorClusterID": REFLECTOR_CLUSTER_ID}}),
+                ),
+            ));
+        }
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_reflector_mode_writes_peer_and_reflector() {
+        let entries = for_mode(Mode::BgpRr);
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(
+            &"/calico/resources/v3/projectcalico.org/bgppeers/peer-with-route-reflector"
+        ));
+        let (_, node) = entries
+            .iter()
+            .find(|(k, _)| k.ends_with("/nodes/node1"))
+            .unwrap();
+        assert_eq!(
+            node["spec"]["bgp"]["routeReflectorClusterID"],
+            REFLECTOR_CLUSTER_ID
+        );
+        let (_, pool) = &entries[0];
+        assert_eq!(pool["spec"]["vxlanMode"], "Never");
+        assert_eq!(for_mode(Mode::Vxlan)[0].1["spec"]["vxlanMode"], "Always");
+    }
+}
