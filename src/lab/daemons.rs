@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::topology::{node_address, node_name, LabNames, NODE_PREFIX_LEN};
-use super::Mode;
+use super::{LabState, Mode};
 
 /// Files of one node's daemon inside the lab's state directory.
 #[derive(Debug, Clone)]
@@ -38,15 +38,15 @@ impl NodeFiles {
 }
 
 /// The environment `starling run` gets in node `index` (calico-node's variables).
-pub fn environment(mode: Mode, index: usize, files: &NodeFiles) -> Vec<(String, String)> {
-    let backend = match mode {
+pub fn environment(state: &LabState, index: usize, files: &NodeFiles) -> Vec<(String, String)> {
+    let backend = match state.mode {
         Mode::Vxlan => "vxlan",
         Mode::Bgp | Mode::BgpRr | Mode::Ipip => "bird",
     };
     [
         ("NODENAME", node_name(index)),
         ("DATASTORE_TYPE", "etcdv3".to_string()),
-        ("ETCD_ENDPOINTS", super::etcd::endpoint()),
+        ("ETCD_ENDPOINTS", state.etcd_endpoints.clone()),
         ("IP", format!("{}/{NODE_PREFIX_LEN}", node_address(index))),
         ("CALICO_NETWORKING_BACKEND", backend.to_string()),
         ("NO_DEFAULT_POOLS", "true".to_string()),
@@ -78,7 +78,7 @@ pub fn start(
     names: &LabNames,
     state_dir: &Path,
     binary: &Path,
-    mode: Mode,
+    state: &LabState,
     index: usize,
 ) -> Result<u32> {
     let files = NodeFiles::new(state_dir, index);
@@ -95,7 +95,7 @@ pub fn start(
         .arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(environment(mode, index, &files))
+        .envs(environment(state, index, &files))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

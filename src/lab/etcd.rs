@@ -53,9 +53,14 @@ pub fn start(names: &LabNames, state_dir: &Path) -> Result<u32> {
 }
 
 /// Writes `(key, JSON value)` pairs from inside the bridge namespace.
-pub fn put_all(names: &LabNames, entries: Vec<(String, serde_json::Value)>) -> Result<()> {
+pub fn put_all(
+    names: &LabNames,
+    endpoints: &str,
+    entries: Vec<(String, serde_json::Value)>,
+) -> Result<()> {
+    let endpoints: Vec<String> = endpoints.split(',').map(str::to_string).collect();
     crate::netns::run_async_in(&names.bridge_ns(), || async move {
-        let mut client = etcd_client::Client::connect([endpoint()], None).await?;
+        let mut client = etcd_client::Client::connect(endpoints, None).await?;
         for (key, value) in entries {
             client.put(key, value.to_string(), None).await?;
         }

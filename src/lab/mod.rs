@@ -53,6 +53,9 @@ pub struct UpArgs {
     /// namespaces).
     #[arg(long)]
     pub etcd_endpoints: Option<String>,
+    /// The starling binary the nodes run (default: this one).
+    #[arg(long, hide = true)]
+    pub starling_binary: Option<PathBuf>,
 }
 
 /// Options every lab command shares.
@@ -97,6 +100,8 @@ pub struct LabState {
     pub nodes: usize,
     pub binary: PathBuf,
     pub etcd_pid: Option<u32>,
+    /// What the daemons use (the private etcd's endpoint unless `--etcd-endpoints`).
+    pub etcd_endpoints: String,
     pub daemon_pids: Vec<u32>,
     pub pods: Vec<LabPod>,
 }
@@ -141,7 +146,10 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     if args.mode == Mode::Ipip && !ipip_available() {
         bail!("mode ipip needs the kernel's ipip module, which this kernel does not have");
     }
-    let binary = std::env::current_exe().context("locating the starling binary")?;
+    let binary = match &args.starling_binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe().context("locating the starling binary")?,
+    };
     let state_dir = options.state_dir();
     // A previous run of the same lab (even a crashed one) is swept first.
     down(options).ok();
@@ -160,6 +168,7 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
         nodes: args.nodes,
         binary: binary.clone(),
         etcd_pid: None,
+        etcd_endpoints: args.etcd_endpoints.clone().unwrap_or_else(etcd::endpoint),
         daemon_pids: Vec::new(),
         pods: Vec::new(),
     };
@@ -173,13 +182,16 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
         "writing Calico resources for mode {:?}",
         args.mode
     ));
-    etcd::put_all(&names, resources::for_mode(args.mode))?;
+    etcd::put_all(
+        &names,
+        &state.etcd_endpoints,
+        resources::for_mode(args.mode),
+    )?;
 
     progress("starting one starling daemon per node");
     for index in 1..=args.nodes {
-        state.daemon_pids.push(daemons::start(
-            &names, &state_dir, &binary, args.mode, index,
-        )?);
+        let pid = daemons::start(&names, &state_dir, &binary, &state, index)?;
+        state.daemon_pids.push(pid);
     }
     state.save(&state_dir)?;
     let all: Vec<usize> = (1..=args.nodes).collect();
