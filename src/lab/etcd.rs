@@ -69,6 +69,21 @@ pub fn put_all(
     .context("writing the lab's Calico resources to etcd")
 }
 
+/// Reads one JSON value from inside the bridge namespace (`None` when the key is absent).
+pub fn get(names: &LabNames, endpoints: &str, key: &str) -> Result<Option<serde_json::Value>> {
+    let endpoints: Vec<String> = endpoints.split(',').map(str::to_string).collect();
+    let key = key.to_string();
+    let bytes = crate::netns::run_async_in(&names.bridge_ns(), || async move {
+        let mut client = etcd_client::Client::connect(endpoints, None).await?;
+        let response = client.get(key, None).await?;
+        Ok::<_, etcd_client::Error>(response.kvs().first().map(|kv| kv.value().to_vec()))
+    })?
+    .context("reading from the lab's etcd")?;
+    bytes
+        .map(|b| serde_json::from_slice(&b).context("the stored value is not JSON"))
+        .transpose()
+}
+
 /// Waits until etcd answers a request from inside the bridge namespace.
 pub fn wait_ready(names: &LabNames, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
