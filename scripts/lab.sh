@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Starling's main job on one machine: installs what is missing, builds Starling, brings up a
+# multi-node lab (network namespaces, a private etcd, one daemon per node, pods through the CNI
+# plugin) and prints the all-pairs ping matrix. Run as root on Debian with Rust installed.
+#   NODES=3 MODE=vxlan PODS=2 ./scripts/lab.sh        # MODE: vxlan | bgp | bgp-rr | ipip
+# Afterwards: target/release/starling lab status | ping | down
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "the lab creates network namespaces: run this as root" >&2
+    exit 1
+fi
+
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v ping >/dev/null || missing+=(iputils-ping)
+command -v nft >/dev/null || missing+=(nftables)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo build --release --locked --bin starling
+exec target/release/starling lab up --nodes "${NODES:-3}" --mode "${MODE:-vxlan}" --pods-per-node "${PODS:-2}"
