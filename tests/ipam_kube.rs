@@ -1,5 +1,5 @@
 //! IPAM over the Kubernetes API backend (v1 CRD objects, resourceVersion CAS, deleted-then-delete
-//! with a UID precondition), against a minimal in-test API server.
+//! with a UID precondition), against the Kubernetes API test server (tests/support/kube_api.rs).
 
 use std::collections::BTreeSet;
 
@@ -17,15 +17,17 @@ use starling::ipam::records::{Affinity, Handle, IpamConfig};
 use starling::ipam::release;
 
 mod ipam_support;
-#[path = "ipam_support/kube_fake.rs"]
-mod kube_fake;
+#[path = "support/kube_api.rs"]
+mod kube_api;
 use ipam_support::{attributes, pool, t0};
-use kube_fake::FakeApi;
+use kube_api::KubeApiServer;
 
-async fn start() -> (FakeApi, KubeStore) {
-    let api = FakeApi::default();
-    let url = api.serve().await;
-    (api.clone(), KubeStore::new(FakeApi::client(&url)))
+const GROUP_VERSION: &str = "crd.projectcalico.org/v1";
+
+async fn start() -> (KubeApiServer, KubeStore) {
+    let api = KubeApiServer::start().await;
+    let store = KubeStore::new(api.client());
+    (api, store)
 }
 
 #[tokio::test]
@@ -53,25 +55,24 @@ async fn cas_and_two_step_delete() {
         read.value.id, "K8s-Pod-Network.ABC",
         "original case kept in spec"
     );
+    let (updates, deletes) = (api.request_count("update"), api.request_count("delete"));
     store.delete::<Handle>(&handle.id, &second).await.unwrap();
-    let log = api.log();
-    let tail: Vec<&str> = log.iter().rev().take(2).rev().map(String::as_str).collect();
-    assert_eq!(
-        tail,
-        [
-            "PUT ipamhandles/k8s-pod-network.abc deleted=true",
-            "DELETE ipamhandles/k8s-pod-network.abc uid=uid-1"
-        ]
-    );
+    // First a CAS update marking it deleted, then a delete with the UID precondition.
+    assert_eq!(api.request_count("update"), updates + 1);
+    assert_eq!(api.request_count("delete"), deletes + 1);
+    assert!(api
+        .get_object(GROUP_VERSION, "ipamhandles", None, "k8s-pod-network.abc")
+        .is_none());
     assert!(matches!(
         store.get::<Handle>(&handle.id).await,
         Err(StoreError::NotFound { .. })
     ));
 
     // A reader that finds deleted=true finishes the delete and reports not found.
-    api.insert(
+    api.put_object(
+        GROUP_VERSION,
         "ipamhandles",
-        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMHandle",
+        json!({"apiVersion": GROUP_VERSION, "kind": "IPAMHandle",
                "metadata": {"name": "half-gone"},
                "spec": {"handleID": "half-gone", "block": {}, "deleted": true}}),
     );
@@ -80,10 +81,8 @@ async fn cas_and_two_step_delete() {
         Err(StoreError::NotFound { .. })
     ));
     assert!(api
-        .log()
-        .last()
-        .unwrap()
-        .starts_with("DELETE ipamhandles/half-gone"));
+        .get_object(GROUP_VERSION, "ipamhandles", None, "half-gone")
+        .is_none());
     assert!(store.list::<Handle>().await.unwrap().is_empty());
 
     // BlockAffinity objects carry the lookup labels and a string `deleted`.
@@ -96,14 +95,15 @@ async fn cas_and_two_step_delete() {
     ));
     let affinity = store.list::<Affinity>().await.unwrap();
     assert_eq!(affinity.len(), 1);
-    assert!(api
-        .log()
-        .iter()
-        .any(|l| l == "POST blockaffinities/node-a-10-0-0-0-26"));
-    assert!(api
-        .log()
-        .iter()
-        .any(|l| l == "PUT blockaffinities/node-a-10-0-0-0-26 deleted=false"));
+    let stored = api
+        .get_object(GROUP_VERSION, "blockaffinities", None, "node-a-10-0-0-0-26")
+        .expect("affinity object named <node>-<block>");
+    assert_eq!(stored["spec"]["deleted"], "false");
+    assert_eq!(stored["spec"]["state"], "confirmed");
+    let labels = &stored["metadata"]["labels"];
+    assert_eq!(labels["projectcalico.org/ip-version"], "4");
+    assert_eq!(labels["projectcalico.org/affinity-type"], "host");
+    assert!(labels["projectcalico.org/hostname-hash"].is_string());
 }
 
 #[tokio::test]
