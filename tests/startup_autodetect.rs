@@ -57,17 +57,47 @@ fn methods_pick_the_calico_address() {
         ("", IpFamily::V4, "192.168.50.7/24", "eth1"),
         ("first-found", IpFamily::V6, "2001:db8::5/64", "eth0"),
         ("interface=eth0", IpFamily::V4, "10.0.0.5/24", "eth0"),
-        ("interface=eth9, eth[01]", IpFamily::V4, "192.168.50.7/24", "eth1"),
+        (
+            "interface=eth9, eth[01]",
+            IpFamily::V4,
+            "192.168.50.7/24",
+            "eth1",
+        ),
         // interface= does not apply the default exclusions.
-        ("interface=docker.*", IpFamily::V4, "172.17.0.1/16", "docker0"),
+        (
+            "interface=docker.*",
+            IpFamily::V4,
+            "172.17.0.1/16",
+            "docker0",
+        ),
         ("skip-interface=eth1", IpFamily::V4, "10.0.0.5/24", "eth0"),
         ("cidr=10.0.0.0/24", IpFamily::V4, "10.0.0.5/24", "eth0"),
         // cidr= applies no interface exclusions either (as in calico-node).
-        ("cidr=10.0.0.0/8", IpFamily::V4, "10.244.1.1/32", "cali12345"),
-        ("cidr=10.0.0.0/24,192.168.0.0/16", IpFamily::V4, "192.168.50.7/24", "eth1"),
+        (
+            "cidr=10.0.0.0/8",
+            IpFamily::V4,
+            "10.244.1.1/32",
+            "cali12345",
+        ),
+        (
+            "cidr=10.0.0.0/24,192.168.0.0/16",
+            IpFamily::V4,
+            "192.168.50.7/24",
+            "eth1",
+        ),
         ("cidr=2001:db8::/32", IpFamily::V6, "2001:db8::5/64", "eth0"),
-        ("kubernetes-internal-ip", IpFamily::V4, "10.0.0.5/24", "eth0"),
-        ("kubernetes-internal-ip", IpFamily::V6, "2001:db8::5/64", "eth0"),
+        (
+            "kubernetes-internal-ip",
+            IpFamily::V4,
+            "10.0.0.5/24",
+            "eth0",
+        ),
+        (
+            "kubernetes-internal-ip",
+            IpFamily::V6,
+            "2001:db8::5/64",
+            "eth0",
+        ),
         ("can-reach=8.8.8.8", IpFamily::V4, "10.0.0.5/24", "eth0"),
     ];
     for (text, family, address, interface_name) in table {
@@ -93,7 +123,11 @@ fn methods_that_find_nothing_say_why() {
         ("interface=eth2", IpFamily::V4, "no matching"),
         ("interface=bond0", IpFamily::V4, "no matching"),
         ("kubernetes-internal-ip", IpFamily::V4, "no IPv4 InternalIP"),
-        ("can-reach=192.0.2.1", IpFamily::V4, "unreachable in this test"),
+        (
+            "can-reach=192.0.2.1",
+            IpFamily::V4,
+            "unreachable in this test",
+        ),
         ("interface=eth(", IpFamily::V4, "not a regular expression"),
     ];
     for (text, family, reason) in table {
@@ -132,7 +166,12 @@ fn address_settings_follow_calico_node() {
         ("", IpFamily::V4, None, AddressPlan::Autodetect),
         ("", IpFamily::V4, existing, AddressPlan::Keep),
         ("", IpFamily::V6, None, AddressPlan::Keep),
-        ("autodetect", IpFamily::V4, existing, AddressPlan::Autodetect),
+        (
+            "autodetect",
+            IpFamily::V4,
+            existing,
+            AddressPlan::Autodetect,
+        ),
         ("autodetect", IpFamily::V6, None, AddressPlan::Autodetect),
         ("none", IpFamily::V4, existing, AddressPlan::Keep),
         ("none", IpFamily::V4, None, AddressPlan::Keep),

@@ -107,7 +107,10 @@ async fn start_up_registers_the_node_and_is_idempotent() {
     // The Node's spec and labels are untouched by the status write.
     let object = server.get_object("v1", "nodes", None, "node-a").unwrap();
     assert_eq!(object["spec"]["podCIDR"], "10.96.0.0/24");
-    assert_eq!(object["metadata"]["labels"]["kubernetes.io/hostname"], "node-a");
+    assert_eq!(
+        object["metadata"]["labels"]["kubernetes.io/hostname"],
+        "node-a"
+    );
 
     // The default pool, as an IPPool CRD object.
     let pool = server
@@ -150,9 +153,8 @@ async fn start_up_registers_the_node_and_is_idempotent() {
     assert_eq!(up["status"], "False");
     assert_eq!(up["reason"], "CalicoIsUp");
     assert_eq!(up["message"], "Calico is running on this node");
-    let conditions = server.get_object("v1", "nodes", None, "node-a").unwrap()["status"]
-        ["conditions"]
-        .clone();
+    let conditions =
+        server.get_object("v1", "nodes", None, "node-a").unwrap()["status"]["conditions"].clone();
     assert!(conditions
         .as_array()
         .unwrap()
@@ -265,7 +267,10 @@ async fn address_conflict_names_both_nodes_unless_disabled() {
         "{message}"
     );
     // Nothing was written for node-a, and no nodename file appeared.
-    assert_eq!(annotation(&server, "node-a", "projectcalico.org/IPv4Address"), None);
+    assert_eq!(
+        annotation(&server, "node-a", "projectcalico.org/IPv4Address"),
+        None
+    );
     assert!(!directory.path().join("lib/calico/nodename").exists());
 
     let mut disabled = pairs.to_vec();
@@ -283,7 +288,10 @@ async fn address_conflict_names_both_nodes_unless_disabled() {
 async fn missing_kubernetes_node_is_a_clear_error() {
     let directory = tempfile::tempdir().unwrap();
     let (_server, store) = start(&[]).await;
-    let config = config(directory.path(), &[("NODENAME", "ghost"), ("IP", "10.0.0.5")]);
+    let config = config(
+        directory.path(),
+        &[("NODENAME", "ghost"), ("IP", "10.0.0.5")],
+    );
     let error = startup::run_with(&config, &store, &FakeHost::with_eth0("10.0.0.5/24"))
         .await
         .unwrap_err();
@@ -327,5 +335,38 @@ async fn wait_for_datastore_returns_once_the_server_answers() {
     assert_eq!(
         annotation(&server, "node-a", "projectcalico.org/IPv4Address").as_deref(),
         Some("10.0.0.5/24")
+    );
+}
+
+#[tokio::test]
+async fn automatic_pool_cidr_comes_from_kubeadm() {
+    let directory = tempfile::tempdir().unwrap();
+    let (server, store) = start(&[node_object("node-a", json!({}))]).await;
+    server.put_object(
+        "v1",
+        "configmaps",
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "kubeadm-config", "namespace": "kube-system" },
+            "data": { "ClusterConfiguration":
+                "kind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.85.0.0/16\n" },
+        }),
+    );
+    let config = config(
+        directory.path(),
+        &[("NODENAME", "node-a"), ("IP", "10.0.0.5")],
+    );
+    startup::run_with(&config, &store, &FakeHost::with_eth0("10.0.0.5/24"))
+        .await
+        .unwrap();
+    let pool = server
+        .get_object(CALICO, "ippools", None, "default-ipv4-ippool")
+        .unwrap();
+    assert_eq!(pool["spec"]["cidr"], "10.85.0.0/16");
+    // No encapsulation asked for: no tunnel address, and no IPAM objects at all.
+    assert!(server.list_objects(CALICO, "ipamblocks", None).is_empty());
+    assert_eq!(
+        annotation(&server, "node-a", "projectcalico.org/IPv4VXLANTunnelAddr"),
+        None
     );
 }

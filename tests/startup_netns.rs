@@ -41,10 +41,20 @@ fn namespace() -> netns::NetnsGuard {
     let guard = netns::create(&netns::unique_name("st-startup")).expect("namespace");
     let name = guard.name().to_string();
     ip(&name, &["link", "set", "lo", "up"]);
-    ip(&name, &["link", "add", "eth5", "type", "veth", "peer", "name", "veth5"]);
+    ip(
+        &name,
+        &[
+            "link", "add", "eth5", "type", "veth", "peer", "name", "veth5",
+        ],
+    );
     ip(&name, &["addr", "add", "10.1.2.3/24", "dev", "eth5"]);
     ip(&name, &["link", "set", "eth5", "up"]);
-    ip(&name, &["link", "add", "dummy0", "type", "veth", "peer", "name", "veth6"]);
+    ip(
+        &name,
+        &[
+            "link", "add", "dummy0", "type", "veth", "peer", "name", "veth6",
+        ],
+    );
     ip(&name, &["addr", "add", "10.9.0.1/16", "dev", "dummy0"]);
     ip(&name, &["link", "set", "dummy0", "up"]);
     guard
@@ -68,7 +78,10 @@ fn system_host_lists_interfaces_and_answers_can_reach() {
     assert!(eth5.up);
     assert_eq!(eth5.addresses, vec!["10.1.2.3/24".parse().unwrap()]);
     assert!(interfaces.iter().any(|i| i.name == "dummy0"));
-    assert_eq!(source.unwrap(), "10.1.2.3".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        source.unwrap(),
+        "10.1.2.3".parse::<std::net::IpAddr>().unwrap()
+    );
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn first_address(
     cidrs: &[IpNet],
 ) -> Option<Detected> {
     let mut ordered: Vec<&HostInterface> = interfaces.iter().collect();
-    ordered.sort_by(|a, b| b.index.cmp(&a.index));
+    ordered.sort_by_key(|interface| std::cmp::Reverse(interface.index));
     ordered
         .into_iter()
         .filter(|interface| interface.up)
@@ -131,7 +131,6 @@ pub fn detect(
         method: describe(method),
         reason,
     };
-    let bad_pattern = |reason: String| error(reason);
     let none_found = || error("no matching global unicast address on an up interface".into());
     match method {
         AutodetectionMethod::FirstFound => first_address(
@@ -143,12 +142,12 @@ pub fn detect(
         )
         .ok_or_else(none_found),
         AutodetectionMethod::Interface(patterns) => {
-            let include = NamePatterns::new(patterns).map_err(bad_pattern)?;
+            let include = NamePatterns::new(patterns).map_err(error)?;
             first_address(
                 interfaces,
                 family,
                 Some(&include),
-                &NamePatterns::new::<&str>(&[]).map_err(error)?,
+                &NamePatterns::none(),
                 &[],
             )
             .ok_or_else(none_found)
@@ -159,17 +158,13 @@ pub fn detect(
                 .map(|pattern| pattern.to_string())
                 .collect();
             all.extend(patterns.iter().cloned());
-            let exclude = NamePatterns::new(&all).map_err(bad_pattern)?;
+            let exclude = NamePatterns::new(&all).map_err(error)?;
             first_address(interfaces, family, None, &exclude, &[]).ok_or_else(none_found)
         }
-        AutodetectionMethod::Cidr(cidrs) => first_address(
-            interfaces,
-            family,
-            None,
-            &NamePatterns::new::<&str>(&[]).map_err(error)?,
-            cidrs,
-        )
-        .ok_or_else(none_found),
+        AutodetectionMethod::Cidr(cidrs) => {
+            first_address(interfaces, family, None, &NamePatterns::none(), cidrs)
+                .ok_or_else(none_found)
+        }
         AutodetectionMethod::CanReach(destination) => {
             let source = reach(destination, family).map_err(error)?;
             if IpFamily::of_address(&source) != family {
@@ -295,8 +290,10 @@ pub fn default_ipv4_pool_cidr(interfaces: &[HostInterface]) -> Option<Ipv4Net> {
     };
     let preferred = Ipv4Net::new(std::net::Ipv4Addr::new(192, 168, 0, 0), 16).ok()?;
     std::iter::once(preferred)
-        .chain((16..=31).filter_map(|second| {
-            Ipv4Net::new(std::net::Ipv4Addr::new(172, second, 0, 0), 16).ok()
-        }))
+        .chain(
+            (16..=31).filter_map(|second| {
+                Ipv4Net::new(std::net::Ipv4Addr::new(172, second, 0, 0), 16).ok()
+            }),
+        )
         .find(|candidate| !overlaps(candidate))
 }

@@ -67,6 +67,11 @@ impl NamePatterns {
             .map(NamePatterns)
     }
 
+    /// No patterns: matches nothing.
+    pub fn none() -> NamePatterns {
+        NamePatterns(Vec::new())
+    }
+
     /// calico-node's default exclusions.
     pub fn default_excludes() -> NamePatterns {
         // The built-in patterns are constants and compile; a failure would be a bug here.
@@ -101,8 +106,7 @@ fn ip_of(address: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
 
 /// Every interface of the current network namespace with its addresses, ordered by index.
 pub fn list_host_interfaces() -> Result<Vec<HostInterface>, String> {
-    let entries =
-        getifaddrs().map_err(|error| format!("cannot list host interfaces: {error}"))?;
+    let entries = getifaddrs().map_err(|error| format!("cannot list host interfaces: {error}"))?;
     let mut interfaces: BTreeMap<String, HostInterface> = BTreeMap::new();
     for entry in entries {
         let interface = interfaces

@@ -8,11 +8,13 @@
 //! [`Host`] (interface list, `can-reach=` probe), so [`run_with`] runs against any interface set.
 //! Pieces: `interfaces` (host interfaces), `autodetect` (pure §8.2), `register` (pure addresses,
 //! AS, conflict check), `node_store` (the node in either datastore), `pools` (§8.3 and default
-//! configuration objects), `condition` (`NetworkUnavailable`).
+//! configuration objects), `kubeadm` (pod subnets for automatic pools), `condition`
+//! (`NetworkUnavailable`).
 
 pub mod autodetect;
 pub mod condition;
 pub mod interfaces;
+pub mod kubeadm;
 pub mod node_store;
 pub mod pools;
 pub mod register;
@@ -118,12 +120,7 @@ impl Host for SystemHost {
             .to_socket_addrs()
             .map_err(|error| format!("cannot resolve {destination}: {error}"))?
             .find(|address| IpFamily::of_address(&address.ip()) == family)
-            .ok_or_else(|| {
-                format!(
-                    "{destination} has no IPv{} address",
-                    family.version()
-                )
-            })?;
+            .ok_or_else(|| format!("{destination} has no IPv{} address", family.version()))?;
         let local = match family {
             IpFamily::V4 => "0.0.0.0:0",
             IpFamily::V6 => "[::]:0",
@@ -177,9 +174,8 @@ async fn register_node(
     host: &dyn Host,
 ) -> Result<(), StartupError> {
     let stored = node_store::read_node(store, node_name).await?.record.node();
-    let reach = |destination: &str, family: IpFamily| {
-        host.source_address_towards(destination, family)
-    };
+    let reach =
+        |destination: &str, family: IpFamily| host.source_address_towards(destination, family);
     let registration = register::plan_registration(config, &stored, interfaces, &reach)?;
     let changed = registration.ipv4_address != stored.ipv4_address
         || registration.ipv6_address != stored.ipv6_address;
@@ -217,10 +213,7 @@ pub async fn wait_for_datastore(store: &AnyDatastore) {
     let mut waiting = false;
     loop {
         // Any answer, "not found" included, proves the datastore is reachable.
-        match store
-            .get::<IPPool>(&pools_probe_name())
-            .await
-        {
+        match store.get::<IPPool>(&pools_probe_name()).await {
             Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Invalid { .. }) => {
                 if waiting {
                     tracing::info!("datastore is reachable again");

@@ -218,11 +218,10 @@ async fn write_node(
                 );
             }
             if let Some(interfaces) = interfaces {
-                let encoded = serde_json::to_string(interfaces).map_err(|error| {
-                    StartupError::Invalid {
+                let encoded =
+                    serde_json::to_string(interfaces).map_err(|error| StartupError::Invalid {
                         reason: format!("cannot encode the interfaces of node {name}: {error}"),
-                    }
-                })?;
+                    })?;
                 annotations.insert(INTERFACES_ANNOTATION.to_string(), encoded.into());
             }
             let mut metadata = serde_json::json!({ "annotations": annotations });
@@ -259,9 +258,8 @@ async fn write_node(
                 None => {
                     // The client sets these on create, as Calico's does (reference §3).
                     record.0.metadata.uid = Some(new_uid());
-                    record.0.metadata.creation_timestamp = Some(
-                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    );
+                    record.0.metadata.creation_timestamp =
+                        Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
                     store.create(&record).await
                 }
             }

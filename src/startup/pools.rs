@@ -1,7 +1,8 @@
 //! Default IP pools and the cluster-wide default configuration objects (reference §8.1 step 12,
 //! §8.3).
 //!
-//! Contract: a default pool is created only when no pool of its family exists, under the fixed
+//! Contract: an automatic CIDR comes from kubeadm's podSubnet, else 192.168.0.0/16 (or the first
+//! free 172.16-31.0.0/16) for IPv4 and a random ULA /48 for IPv6. A default pool is created only when no pool of its family exists, under the fixed
 //! names `default-ipv4-ippool` / `default-ipv6-ippool` with create-if-absent, so two nodes
 //! starting together end with one pool (the loser sees AlreadyExists and carries on).
 //! BGPConfiguration `default` and FelixConfiguration `default` (and, on etcd, `node.<name>`) are
@@ -115,6 +116,15 @@ pub async fn ensure_default_pools(
             action: "listing IP pools".to_string(),
             source,
         })?;
+    let automatic = wanted
+        .iter()
+        .any(|(pool, _)| pool.is_some_and(|pool| pool.cidr == PoolCidrSource::Automatic));
+    let (kubeadm_ipv4, kubeadm_ipv6) = match store {
+        AnyDatastore::Kube(kube) if automatic => {
+            super::kubeadm::read_pod_subnets(kube.client()).await?
+        }
+        _ => (None, None),
+    };
     let mut created = Vec::new();
     for (pool, is_ipv4) in wanted {
         let Some(pool) = pool else { continue };
@@ -131,11 +141,15 @@ pub async fn ensure_default_pools(
         }
         let cidr = match (&pool.cidr, is_ipv4) {
             (PoolCidrSource::Explicit(cidr), _) => *cidr,
-            (PoolCidrSource::Automatic, true) => IpNet::V4(
-                default_ipv4_pool_cidr(interfaces)
-                    .unwrap_or_else(|| "192.168.0.0/16".parse().unwrap_or_default()),
-            ),
-            (PoolCidrSource::Automatic, false) => IpNet::V6(random_ula_prefix()),
+            (PoolCidrSource::Automatic, true) => kubeadm_ipv4.unwrap_or_else(|| {
+                IpNet::V4(
+                    default_ipv4_pool_cidr(interfaces)
+                        .unwrap_or_else(|| "192.168.0.0/16".parse().unwrap_or_default()),
+                )
+            }),
+            (PoolCidrSource::Automatic, false) => {
+                kubeadm_ipv6.unwrap_or_else(|| IpNet::V6(random_ula_prefix()))
+            }
         };
         let name = if is_ipv4 {
             DefaultPoolConfig::IPV4_NAME

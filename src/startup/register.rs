@@ -178,10 +178,7 @@ pub fn find_conflict(
         .iter()
         .filter(|other| other.name != our_name)
         .find_map(|other| {
-            let theirs = [
-                other.ipv4().map(IpAddr::V4),
-                other.ipv6().map(IpAddr::V6),
-            ];
+            let theirs = [other.ipv4().map(IpAddr::V4), other.ipv6().map(IpAddr::V6)];
             ours.iter()
                 .find(|address| theirs.contains(&Some(**address)))
                 .map(|address| Conflict {
