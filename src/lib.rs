@@ -22,4 +22,6 @@ pub mod netns;
 pub mod resources;
 pub mod selector;
 pub mod startup;
+pub mod state;
+pub mod syncer;
 pub mod status;
