@@ -9,6 +9,7 @@ pub mod cni;
 pub mod config;
 pub mod control;
 pub mod crds;
+pub mod daemon;
 pub mod dataplane;
 pub mod datastore;
 pub mod health;

@@ -84,7 +84,7 @@ impl SyncerContext {
 
 /// Exponential reconnect delay.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     next: Duration,
 }
 
@@ -92,17 +92,17 @@ impl Backoff {
     const INITIAL: Duration = Duration::from_millis(100);
     const MAXIMUM: Duration = Duration::from_secs(30);
 
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Backoff {
             next: Self::INITIAL,
         }
     }
 
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.next = Self::INITIAL;
     }
 
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(Self::MAXIMUM);
         delay
