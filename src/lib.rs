@@ -24,5 +24,5 @@ pub mod resources;
 pub mod selector;
 pub mod startup;
 pub mod state;
-pub mod syncer;
 pub mod status;
+pub mod syncer;

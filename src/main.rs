@@ -62,7 +62,10 @@ fn crds(args: CrdsArgs) -> ExitCode {
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => Some(runtime),
         Err(error) => {
             eprintln!("starling: cannot start the async runtime: {error}");
@@ -72,7 +75,8 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn node_status(socket: Option<std::path::PathBuf>) -> ExitCode {
-    let path = socket.unwrap_or_else(|| std::path::PathBuf::from(starling::control::DEFAULT_SOCKET));
+    let path =
+        socket.unwrap_or_else(|| std::path::PathBuf::from(starling::control::DEFAULT_SOCKET));
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };

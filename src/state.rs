@@ -133,7 +133,9 @@ pub enum Update {
         key: String,
     },
     /// The kind's watch was lost; a `Replace` follows once it is back.
-    OutOfSync { kind: Kind },
+    OutOfSync {
+        kind: Kind,
+    },
 }
 
 /// Everything watched, keyed per kind.

@@ -11,7 +11,11 @@ use crate::status::PeerStatus;
 pub const BGP_GRACE: Duration = Duration::from_secs(30);
 
 /// `(ready, detail)` for the BGP reporter.
-pub fn bgp_readiness(since_start: Duration, grace: Duration, peers: &[PeerStatus]) -> (bool, String) {
+pub fn bgp_readiness(
+    since_start: Duration,
+    grace: Duration,
+    peers: &[PeerStatus],
+) -> (bool, String) {
     let established = peers
         .iter()
         .filter(|peer| peer.info.starts_with("Established"))
@@ -46,7 +50,10 @@ mod tests {
     fn grace_then_at_least_one() {
         let grace = Duration::from_secs(30);
         assert!(bgp_readiness(Duration::ZERO, grace, &[]).0);
-        let mixed = [peer("Established"), peer("Active Socket: Connection refused")];
+        let mixed = [
+            peer("Established"),
+            peer("Active Socket: Connection refused"),
+        ];
         assert!(!bgp_readiness(Duration::from_secs(5), grace, &mixed).0);
         assert!(bgp_readiness(Duration::from_secs(31), grace, &mixed).0);
         assert!(!bgp_readiness(Duration::from_secs(31), grace, &[peer("Connect")]).0);

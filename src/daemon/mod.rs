@@ -301,8 +301,13 @@ impl Main {
             return;
         };
         let node_name = outcome.node_name.clone();
-        self.health
-            .report(STARTUP_REPORTER, true, true, "node registered", Instant::now());
+        self.health.report(
+            STARTUP_REPORTER,
+            true,
+            true,
+            "node registered",
+            Instant::now(),
+        );
         tracing::info!(node = %node_name, "start-up complete; watching the datastore");
 
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -319,7 +324,7 @@ impl Main {
         let bgp_enabled = self.config.networking_backend == NetworkingBackend::Bird;
         let speaker: Arc<Mutex<Option<SpeakerHandle>>> = Arc::new(Mutex::new(None));
         let (tunnel_trigger, tunnel_generation) = watch::channel(0u64);
-        let (full_desired_published, full_published) = watch::channel(false);
+        let (full_desired_published, full_published) = watch::channel(None);
 
         tasks.push(tokio::spawn(refresh_tunnels(
             self.config.clone(),
@@ -379,6 +384,7 @@ impl Main {
             speaker: speaker.clone(),
             tunnel_trigger,
             full_desired_published,
+            driver_status: self.dataplane.status.clone(),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             stopping: self.stopping.clone(),
@@ -392,8 +398,7 @@ impl Main {
         for task in tasks {
             task.abort();
         }
-        if let Err(error) = startup::set_network_unavailable(&self.store, &node_name, true).await
-        {
+        if let Err(error) = startup::set_network_unavailable(&self.store, &node_name, true).await {
             tracing::warn!(%error, "could not set NetworkUnavailable on shutdown");
         }
         if let Some(handle) = speaker.lock().await.take() {
@@ -420,20 +425,18 @@ async fn refresh_tunnels(
 async fn dataplane_health(
     health: HealthRegistry,
     mut status: watch::Receiver<DriverStatus>,
-    mut full_published: watch::Receiver<bool>,
+    mut full_published: watch::Receiver<Option<u64>>,
     timeout: Duration,
 ) {
     health.register(DATAPLANE_REPORTER, Some(timeout), Instant::now());
-    // The pass count when the first full desired state was published: a later converged pass
-    // has applied it.
-    let mut published_at_pass: Option<u64> = None;
     let mut applied = false;
     loop {
-        if published_at_pass.is_none() && *full_published.borrow_and_update() {
-            published_at_pass = Some(status.borrow().passes);
-        }
+        let published_before_pass = *full_published.borrow_and_update();
         let current = status.borrow_and_update().clone();
-        if let Some(pass) = published_at_pass {
+        // A pass that was already running when the state was published may have applied the
+        // previous state; the driver then runs another pass at once, so this is early by at
+        // most that one pass.
+        if let Some(pass) = published_before_pass {
             applied |= current.passes > pass && current.converged;
         }
         let detail = match (&current.last_error, applied) {
@@ -444,7 +447,7 @@ async fn dataplane_health(
         health.report(DATAPLANE_REPORTER, true, applied, &detail, Instant::now());
         tokio::select! {
             changed = status.changed() => if changed.is_err() { return },
-            changed = full_published.changed(), if published_at_pass.is_none() => {
+            changed = full_published.changed(), if published_before_pass.is_none() => {
                 if changed.is_err() { return }
             }
         }
@@ -465,7 +468,10 @@ async fn bgp_health(
         };
         let (ready, detail) = match peers {
             Some(peers) => health::bgp_readiness(started.elapsed(), grace, &peers),
-            None => (false, "BGP speaker not started (no router ID yet)".to_string()),
+            None => (
+                false,
+                "BGP speaker not started (no router ID yet)".to_string(),
+            ),
         };
         health.report(BGP_REPORTER, true, ready, &detail, Instant::now());
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -43,8 +43,10 @@ pub(super) struct StateLoop {
     pub computed: watch::Sender<Option<Arc<Computed>>>,
     pub speaker: Arc<Mutex<Option<SpeakerHandle>>>,
     pub tunnel_trigger: watch::Sender<u64>,
-    /// Set once a desired state with deletions allowed (datastore in sync) was published.
-    pub full_desired_published: watch::Sender<bool>,
+    /// The driver's pass count just before the first desired state with deletions allowed
+    /// (datastore in sync) was published; a later converged pass has applied it.
+    pub full_desired_published: watch::Sender<Option<u64>>,
+    pub driver_status: watch::Receiver<crate::dataplane::driver::DriverStatus>,
     pub metrics: Metrics,
     pub health: HealthRegistry,
     pub stopping: watch::Receiver<bool>,
@@ -142,6 +144,7 @@ impl StateLoop {
 
         let desired = computed.desired.clone();
         let full = desired.allow_deletions;
+        let passes_before = self.driver_status.borrow().passes;
         self.desired.send_if_modified(|current| {
             let changed = **current != desired;
             if changed {
@@ -151,8 +154,10 @@ impl StateLoop {
         });
         if full {
             self.full_desired_published.send_if_modified(|published| {
-                let first = !*published;
-                *published = true;
+                let first = published.is_none();
+                if first {
+                    *published = Some(passes_before);
+                }
                 first
             });
         }
@@ -173,10 +178,14 @@ impl StateLoop {
             }
         }
 
-        let tunnel_inputs = (computed.dataplane.pools.clone(), computed.local_node.clone());
+        let tunnel_inputs = (
+            computed.dataplane.pools.clone(),
+            computed.local_node.clone(),
+        );
         if last_tunnel_inputs.as_ref() != Some(&tunnel_inputs) {
             *last_tunnel_inputs = Some(tunnel_inputs);
-            self.tunnel_trigger.send_modify(|generation| *generation += 1);
+            self.tunnel_trigger
+                .send_modify(|generation| *generation += 1);
         }
         self.computed.send_replace(Some(Arc::new(computed)));
     }

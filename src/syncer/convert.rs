@@ -154,7 +154,10 @@ pub fn pod(pod: &Pod) -> Conversion {
     let key = format!("{namespace}/{name}");
     let spec = pod.spec.as_ref();
     if spec.and_then(|s| s.host_network).unwrap_or(false)
-        || spec.and_then(|s| s.node_name.as_deref()).unwrap_or("").is_empty()
+        || spec
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or("")
+            .is_empty()
     {
         return Conversion::Absent(key);
     }
@@ -174,7 +177,10 @@ pub fn pod(pod: &Pod) -> Conversion {
     if texts.is_empty() {
         texts.extend(status.and_then(|s| s.pod_ip.clone()));
     }
-    for annotation in ["cni.projectcalico.org/podIPs", "cni.projectcalico.org/podIP"] {
+    for annotation in [
+        "cni.projectcalico.org/podIPs",
+        "cni.projectcalico.org/podIP",
+    ] {
         if texts.is_empty() {
             if let Some(value) = annotations.get(annotation) {
                 texts.extend(value.split(',').map(|s| s.trim().to_string()));

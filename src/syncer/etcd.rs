@@ -16,7 +16,11 @@ use crate::state::{Kind, Update};
 type Decode = fn(&str, &[u8]) -> Option<Conversion>;
 
 fn watched<K: WatchedKind>() -> (Kind, String, Decode) {
-    (K::KIND, K::etcd_prefix().to_string(), convert::from_etcd::<K>)
+    (
+        K::KIND,
+        K::etcd_prefix().to_string(),
+        convert::from_etcd::<K>,
+    )
 }
 
 pub(super) fn spawn_all(store: &EtcdStore, context: &SyncerContext) -> Vec<JoinHandle<()>> {

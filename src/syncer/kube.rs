@@ -1,8 +1,9 @@
 //! Kubernetes watchers over `kube::runtime::watcher` (list, then watch; relist on 410 Gone).
 //!
 //! The watcher's `Init` / `InitApply` / `InitDone` sequence is gathered into one
-//! [`Update::Replace`]; errors (API unreachable, watch expired) mark the kind out of sync and
-//! the watcher's own exponential backoff paces the retries.
+//! [`Update::Replace`]; an error (API unreachable, watch expired) marks the kind out of sync
+//! and, after an exponential backoff, a new watcher relists. A connection that merely ends is
+//! resumed by the watcher itself from the last resourceVersion (no gap, no relist).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -11,13 +12,12 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use super::convert::{self, Conversion, WatchedKind};
-use super::SyncerContext;
+use super::{Backoff, SyncerContext};
 use crate::ipam::block::Block;
 use crate::ipam::records::{Affinity, IpamConfig, Reservation};
 use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
@@ -92,59 +92,69 @@ async fn watch_kind<O, F>(
     O::DynamicType: Default + Clone + Eq + std::hash::Hash,
     F: Fn(&O) -> Conversion + Send + 'static,
 {
-    let mut stream = Box::pin(watcher::watcher(api, config).default_backoff());
-    let mut listing: Option<BTreeMap<String, StateResource>> = None;
-    let mut lists = 0u64;
-    while let Some(event) = stream.next().await {
-        let update = match event {
-            Ok(Event::Init) => {
-                listing = Some(BTreeMap::new());
-                continue;
-            }
-            Ok(Event::InitApply(object)) => {
-                let conversion = convert(&object);
-                if let Some(listing) = listing.as_mut() {
-                    match conversion {
-                        Conversion::Valid(key, resource) => {
-                            listing.insert(key, resource);
+    let mut backoff = Backoff::new();
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::time::sleep(backoff.next_delay()).await;
+            context.count_reconnect(kind);
+        }
+        first = false;
+        // A fresh watcher lists first: after any error the kind is relisted, so the state
+        // is known to be complete again when the list is done (a watcher resuming silently
+        // from its last resourceVersion would never say so).
+        let mut stream = Box::pin(watcher::watcher(api.clone(), config.clone()));
+        let mut listing: Option<BTreeMap<String, StateResource>> = None;
+        while let Some(event) = stream.next().await {
+            let update = match event {
+                Ok(Event::Init) => {
+                    listing = Some(BTreeMap::new());
+                    continue;
+                }
+                Ok(Event::InitApply(object)) => {
+                    let conversion = convert(&object);
+                    if let Some(listing) = listing.as_mut() {
+                        match conversion {
+                            Conversion::Valid(key, resource) => {
+                                listing.insert(key, resource);
+                            }
+                            Conversion::Invalid(key, reason) => context.reject(kind, &key, &reason),
+                            Conversion::Absent(_) => {}
                         }
-                        Conversion::Invalid(key, reason) => context.reject(kind, &key, &reason),
-                        Conversion::Absent(_) => {}
+                    }
+                    continue;
+                }
+                Ok(Event::InitDone) => {
+                    backoff.reset();
+                    context.set_in_sync(kind, true);
+                    Update::Replace {
+                        kind,
+                        objects: listing.take().unwrap_or_default(),
                     }
                 }
-                continue;
-            }
-            Ok(Event::InitDone) => {
-                lists += 1;
-                if lists > 1 {
-                    context.count_reconnect(kind);
+                Ok(Event::Apply(object)) => {
+                    context.count_update(kind);
+                    context.to_update(kind, convert(&object))
                 }
-                context.set_in_sync(kind, true);
-                Update::Replace {
-                    kind,
-                    objects: listing.take().unwrap_or_default(),
+                Ok(Event::Delete(object)) => {
+                    context.count_update(kind);
+                    Update::Delete {
+                        kind,
+                        key: convert(&object).key().to_string(),
+                    }
                 }
-            }
-            Ok(Event::Apply(object)) => {
-                context.count_update(kind);
-                context.to_update(kind, convert(&object))
-            }
-            Ok(Event::Delete(object)) => {
-                context.count_update(kind);
-                Update::Delete {
-                    kind,
-                    key: convert(&object).key().to_string(),
+                Err(error) => {
+                    tracing::warn!(kind = kind.name(), %error, "watch failed; relisting after a backoff");
+                    context.set_in_sync(kind, false);
+                    if !context.send(Update::OutOfSync { kind }).await {
+                        return;
+                    }
+                    break;
                 }
+            };
+            if !context.send(update).await {
+                return;
             }
-            Err(error) => {
-                tracing::warn!(kind = kind.name(), %error, "watch failed; retrying with backoff");
-                listing = None;
-                context.set_in_sync(kind, false);
-                Update::OutOfSync { kind }
-            }
-        };
-        if !context.send(update).await {
-            return;
         }
     }
 }
