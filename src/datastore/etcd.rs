@@ -134,7 +134,7 @@ impl EtcdStore {
     }
 
     /// Changes under `prefix` from `start_revision` on, one batch per etcd response. The stream
-    /// yields an `Unavailable` error (and should then be dropped) when the watch is cancelled,
+    /// yields no empty batches, and an `Unavailable` error (and should then be dropped) when the watch is cancelled,
     /// e.g. because `start_revision` was compacted away: the caller must list again.
     pub async fn watch_raw_from(
         &self,
@@ -181,7 +181,11 @@ impl EtcdStore {
                         },
                     })
                 })
-                .collect())
+                .collect::<Vec<RawEvent>>())
+        });
+        // The "watch created" and progress responses carry no events: not worth a batch.
+        let batches = batches.filter(|batch| {
+            futures::future::ready(!matches!(batch, Ok(events) if events.is_empty()))
         });
         Ok(batches.boxed())
     }
