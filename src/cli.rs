@@ -45,6 +45,20 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::ipam::cli::IpamCommand,
     },
+    /// Ask the running daemon on this node (like `calicoctl node`).
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Print the BGP peer table of the running daemon.
+    Status {
+        /// The daemon's control socket (default: STARLING_CONTROL_SOCKET, else
+        /// /var/run/calico/starling.sock).
+        #[arg(long, value_name = "PATH", env = "STARLING_CONTROL_SOCKET")]
+        socket: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

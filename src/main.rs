@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, CniCommand, Command, CrdsArgs};
+use starling::cli::{Cli, CniCommand, Command, CrdsArgs, NodeCommand};
 use starling::config::{Config, RunArgs};
 
 fn main() -> ExitCode {
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         }
         Command::Ipam { command } => starling::ipam::cli::main(&command),
         Command::Lab(command) => lab(command),
+        Command::Node(NodeCommand::Status { socket }) => node_status(socket),
     }
 }
 
@@ -61,6 +62,37 @@ fn crds(args: CrdsArgs) -> ExitCode {
     }
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("starling: cannot start the async runtime: {error}");
+            None
+        }
+    }
+}
+
+fn node_status(socket: Option<std::path::PathBuf>) -> ExitCode {
+    let path =
+        socket.unwrap_or_else(|| std::path::PathBuf::from(starling::control::DEFAULT_SOCKET));
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(starling::daemon::control::query_node_status(&path)) {
+        Ok(status) => {
+            print!("{}", status.render());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("starling node status: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(args: Box<RunArgs>) -> ExitCode {
     let mut environment: std::collections::BTreeMap<String, String> = std::env::vars().collect();
     args.overlay(&mut environment);
@@ -71,10 +103,18 @@ fn run(args: Box<RunArgs>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let node_name = config.node_name.resolve_from_system();
-    tracing::info!(node = %node_name, ?config, "configuration parsed");
-    eprintln!("starling run: configuration is valid; the node daemon is not built yet");
-    ExitCode::FAILURE
+    tracing::info!(?config, "configuration parsed");
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(starling::daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("starling run: {error:#}");
+            eprintln!("starling run: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn lab(command: starling::cli::LabCommand) -> ExitCode {

@@ -201,6 +201,11 @@ pub fn compute(input: &DataplaneInput) -> Desired {
         let Some(pool) = pool_for(&input.pools, &block.cidr) else {
             continue;
         };
+        let remote_from_bgp = config.cluster_routes_from_bgp
+            && matches!(
+                pool.encapsulation(),
+                PoolEncapsulation::Ipip(_) | PoolEncapsulation::NoEncap
+            );
         let single_address = block.cidr.prefix_len() == block.cidr.max_prefix_len();
         match block.affinity.as_deref() {
             Some(owner) if owner == local.name => {
@@ -222,7 +227,7 @@ pub fn compute(input: &DataplaneInput) -> Desired {
                     });
                 }
             }
-            Some(owner) if !single_address => {
+            Some(owner) if !single_address && !remote_from_bgp => {
                 if let Some(route) = context.route_to_node(block.cidr, owner, pool, false) {
                     routes.offer(route);
                 }
@@ -230,7 +235,8 @@ pub fn compute(input: &DataplaneInput) -> Desired {
             _ => {}
         }
         for (address, user) in &block.borrowed {
-            if !block.cidr.contains(address)
+            if remote_from_bgp
+                || !block.cidr.contains(address)
                 || *user == local.name
                 || Some(user.as_str()) == block.affinity.as_deref()
             {

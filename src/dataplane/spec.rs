@@ -46,6 +46,10 @@ pub struct DataplaneConfig {
     pub workload_route_metric: u32,
     pub ip_forwarding: bool,
     pub ipv6_support: bool,
+    /// The BGP speaker carries IPIP and no-encap cluster routes (backend `bird`): remote blocks
+    /// and borrowed addresses of those pools come from BGP, not from IPAM. VXLAN pools are
+    /// always routed from IPAM, as Felix does.
+    pub cluster_routes_from_bgp: bool,
 }
 
 impl Default for DataplaneConfig {
@@ -62,6 +66,7 @@ impl Default for DataplaneConfig {
             workload_route_metric: 1024,
             ip_forwarding: true,
             ipv6_support: true,
+            cluster_routes_from_bgp: false,
         }
     }
 }

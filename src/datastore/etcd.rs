@@ -18,6 +18,13 @@ use super::{
 };
 use crate::ipam::records::Affinity;
 
+/// One change seen by [`EtcdStore::watch_raw_from`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawEvent {
+    Put { key: String, value: Vec<u8> },
+    Delete { key: String },
+}
+
 /// A connection to an etcd cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
@@ -98,6 +105,89 @@ impl EtcdStore {
                 )
             })
             .collect())
+    }
+
+    /// Every key and value under a prefix, with the store revision the read was made at, so a
+    /// watcher can continue from `revision + 1` without a gap (the daemon's list-then-watch).
+    pub async fn list_raw_at(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<(String, Vec<u8>)>, i64), StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| unavailable(prefix, e))?;
+        let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+        let items = response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
+            .collect();
+        Ok((items, revision))
+    }
+
+    /// Changes under `prefix` from `start_revision` on, one batch per etcd response. The stream
+    /// yields no empty batches, and an `Unavailable` error (and should then be dropped) when the watch is cancelled,
+    /// e.g. because `start_revision` was compacted away: the caller must list again.
+    pub async fn watch_raw_from(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+    ) -> Result<BoxStream<'static, Result<Vec<RawEvent>, StoreError>>, StoreError> {
+        let owned_prefix = prefix.to_string();
+        let watch_stream = self
+            .client
+            .clone()
+            .watch(
+                prefix,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(start_revision),
+                ),
+            )
+            .await
+            .map_err(|e| unavailable(prefix, e))?;
+        let batches = watch_stream.map(move |response| {
+            let response = response.map_err(|e| unavailable(&owned_prefix, e))?;
+            if response.canceled() {
+                return Err(StoreError::Unavailable {
+                    key: owned_prefix.clone(),
+                    reason: format!(
+                        "watch cancelled (compacted through revision {}): {}",
+                        response.compact_revision(),
+                        response.cancel_reason()
+                    ),
+                });
+            }
+            Ok(response
+                .events()
+                .iter()
+                .filter_map(|event| {
+                    let kv = event.kv()?;
+                    let key = String::from_utf8_lossy(kv.key()).into_owned();
+                    Some(match event.event_type() {
+                        EventType::Delete => RawEvent::Delete { key },
+                        EventType::Put => RawEvent::Put {
+                            key,
+                            value: kv.value().to_vec(),
+                        },
+                    })
+                })
+                .collect::<Vec<RawEvent>>())
+        });
+        // The "watch created" and progress responses carry no events: not worth a batch.
+        let batches = batches.filter(|batch| {
+            futures::future::ready(!matches!(batch, Ok(events) if events.is_empty()))
+        });
+        Ok(batches.boxed())
     }
 
     /// Objects of kind `K` under `prefix` (a sub-prefix of the kind's).
