@@ -297,6 +297,105 @@ pub fn bird_bgp(name: &str, local: Ipv4Addr, local_as: u32, neighbor: Ipv4Addr, 
     )
 }
 
+// ---------------------------------------------------------------- GoBGP
+
+/// A gobgpd instance with its gRPC API on loopback inside its namespace.
+pub struct GoBgp {
+    pub daemon: Daemon,
+    namespace: String,
+    api_port: u16,
+}
+
+impl GoBgp {
+    /// Starts gobgpd with `config` (TOML); its API listens on 127.0.0.1:`api_port` in the
+    /// namespace (each namespace has its own loopback, so the port is free).
+    pub fn start(namespace: &str, directory: &Path, name: &str, config: &str, api_port: u16) -> GoBgp {
+        let config_path = directory.join(format!("{name}.toml"));
+        std::fs::write(&config_path, config).unwrap();
+        let arguments: Vec<String> = vec![
+            "gobgpd".into(),
+            "-f".into(),
+            config_path.display().to_string(),
+            "-t".into(),
+            "toml".into(),
+            "--api-hosts".into(),
+            format!("127.0.0.1:{api_port}"),
+            "--pprof-disable".into(),
+        ];
+        let daemon = Daemon::spawn(
+            namespace,
+            name,
+            &arguments,
+            &directory.join(format!("{name}.log")),
+        );
+        let gobgp = GoBgp {
+            daemon,
+            namespace: namespace.to_string(),
+            api_port,
+        };
+        assert!(
+            eventually(Duration::from_secs(10), || gobgp.try_cli("global").is_some()),
+            "gobgpd {name} did not start: {}",
+            std::fs::read_to_string(directory.join(format!("{name}.log"))).unwrap_or_default()
+        );
+        gobgp
+    }
+
+    /// Runs `gobgp -p PORT ARGS` in the namespace.
+    pub fn try_cli(&self, arguments: &str) -> Option<String> {
+        let port = self.api_port.to_string();
+        let mut all = vec!["netns", "exec", &self.namespace, "gobgp", "-p", &port];
+        all.extend(arguments.split_whitespace());
+        try_output("ip", &all)
+    }
+
+    pub fn cli(&self, arguments: &str) -> String {
+        self.try_cli(arguments)
+            .unwrap_or_else(|| panic!("gobgp {arguments} failed"))
+    }
+
+    pub fn established(&self, neighbor: Ipv4Addr) -> bool {
+        self.try_cli(&format!("neighbor {neighbor} -j"))
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|value| value["state"]["session_state"] == 6 || value["state"]["session_state"] == "established")
+    }
+
+    /// Prefixes in gobgpd's global IPv4 RIB.
+    pub fn rib_prefixes(&self) -> Vec<String> {
+        self.try_cli("global rib -a ipv4 -j")
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|value| value.as_object().map(|map| map.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
+}
+
+/// A gobgpd TOML configuration with iBGP/eBGP neighbours (graceful restart on).
+pub fn gobgp_config(router_id: Ipv4Addr, local_as: u32, neighbors: &[(Ipv4Addr, u32)]) -> String {
+    let mut config = format!(
+        "[global.config]\n  as = {local_as}\n  router-id = \"{router_id}\"\n  port = 179\n"
+    );
+    for (address, peer_as) in neighbors {
+        config.push_str(&format!(
+            "[[neighbors]]
+  [neighbors.config]
+    neighbor-address = \"{address}\"
+    peer-as = {peer_as}
+  [neighbors.timers.config]
+    connect-retry = 2
+  [neighbors.graceful-restart.config]
+    enabled = true
+    restart-time = 120
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = \"ipv4-unicast\"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true
+"
+        ));
+    }
+    config
+}
+
 // ---------------------------------------------------------------- kernel checks
 
 /// Routes in a namespace's main table for `prefix`, as `ip -j route` reports them.
