@@ -396,6 +396,68 @@ pub fn gobgp_config(router_id: Ipv4Addr, local_as: u32, neighbors: &[(Ipv4Addr, 
     config
 }
 
+// ---------------------------------------------------------------- FRR
+
+/// FRR's bgpd without zebra (`-Z`: RIB only, nothing installed), queried through vtysh.
+pub struct Frr {
+    pub daemon: Daemon,
+    directory: PathBuf,
+}
+
+impl Frr {
+    pub fn start(namespace: &str, directory: &Path, config: &str) -> Frr {
+        let directory = directory.join("frr");
+        std::fs::create_dir_all(&directory).unwrap();
+        let config_path = directory.join("bgpd.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let arguments: Vec<String> = vec![
+            "/usr/lib/frr/bgpd".into(),
+            "-f".into(),
+            config_path.display().to_string(),
+            "-z".into(),
+            directory.join("zserv.api").display().to_string(),
+            "-i".into(),
+            directory.join("bgpd.pid").display().to_string(),
+            "--vty_socket".into(),
+            directory.display().to_string(),
+            "-Z".into(),
+            "-S".into(),
+            "-u".into(),
+            "root".into(),
+            "-g".into(),
+            "root".into(),
+        ];
+        let daemon = Daemon::spawn(namespace, "bgpd", &arguments, &directory.join("bgpd.log"));
+        let frr = Frr { daemon, directory };
+        assert!(
+            eventually(Duration::from_secs(10), || frr.try_vtysh("show bgp summary").is_some()),
+            "bgpd did not start: {}",
+            std::fs::read_to_string(frr.directory.join("bgpd.log")).unwrap_or_default()
+        );
+        frr
+    }
+
+    pub fn try_vtysh(&self, command: &str) -> Option<String> {
+        try_output(
+            "vtysh",
+            &[
+                "--vty_socket",
+                self.directory.to_str().unwrap(),
+                "-d",
+                "bgpd",
+                "-c",
+                command,
+            ],
+        )
+    }
+
+    pub fn established(&self, neighbor: Ipv4Addr) -> bool {
+        self.try_vtysh(&format!("show bgp neighbors {neighbor} json"))
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|value| value[neighbor.to_string()]["bgpState"] == "Established")
+    }
+}
+
 // ---------------------------------------------------------------- kernel checks
 
 /// Routes in a namespace's main table for `prefix`, as `ip -j route` reports them.
