@@ -506,12 +506,25 @@ pub struct Starling {
 
 impl Starling {
     pub fn start(namespace: &str, config: SpeakerConfig) -> Starling {
+        Starling::launch(namespace, config, false)
+    }
+
+    /// Starts the speaker as after a graceful restart of this node (Restart State bit set).
+    pub fn start_restarting(namespace: &str, config: SpeakerConfig) -> Starling {
+        Starling::launch(namespace, config, true)
+    }
+
+    fn launch(namespace: &str, config: SpeakerConfig, restarting: bool) -> Starling {
         let (control, mut commands) = mpsc::unbounded_channel();
         let namespace = namespace.to_string();
         let initial = config.clone();
         let thread = std::thread::spawn(move || {
             netns::run_async_in(&namespace, move || async move {
-                let speaker = SpeakerHandle::spawn(initial, Metrics::new());
+                let speaker = if restarting {
+                    SpeakerHandle::spawn_restarting(initial, Metrics::new())
+                } else {
+                    SpeakerHandle::spawn(initial, Metrics::new())
+                };
                 let mut learned = speaker.learned_routes();
                 let input = |routes: &[starling::dataplane::spec::LearnedRoute]| {
                     Arc::new(compute(&DataplaneInput {
