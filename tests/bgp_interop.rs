@@ -40,7 +40,8 @@ fn bird_ibgp_routes_both_ways_and_withdrawals() {
     );
 
     assert!(
-        eventually(Duration::from_secs(30), || starling.established(bird_address)
+        eventually(Duration::from_secs(30), || starling
+            .established(bird_address)
             && bird.established("starling")),
         "session never established: starling {:?}, bird {:?}",
         starling.status(),
@@ -52,7 +53,11 @@ fn bird_ibgp_routes_both_ways_and_withdrawals() {
             lab.namespace(1),
             "10.244.1.0/26",
             starling_address
-        ) && kernel_has(lab.namespace(1), "10.244.1.64/26", starling_address)),
+        ) && kernel_has(
+            lab.namespace(1),
+            "10.244.1.64/26",
+            starling_address
+        )),
         "bird kernel: {:?}\n{:?}\n{:?}",
         kernel_routes(lab.namespace(1), "10.244.0.0/16"),
         bird.try_command("show route all"),
@@ -63,7 +68,11 @@ fn bird_ibgp_routes_both_ways_and_withdrawals() {
             lab.namespace(0),
             "10.244.2.0/26",
             bird_address
-        ) && kernel_has(lab.namespace(0), "10.244.2.64/26", bird_address)),
+        ) && kernel_has(
+            lab.namespace(0),
+            "10.244.2.64/26",
+            bird_address
+        )),
         "starling kernel: {:?}",
         kernel_routes(lab.namespace(0), "10.244.0.0/16")
     );
@@ -72,12 +81,17 @@ fn bird_ibgp_routes_both_ways_and_withdrawals() {
         .into_iter()
         .find(|row| row.address == std::net::IpAddr::V4(bird_address))
         .unwrap();
-    assert_eq!((row.state.as_str(), row.info.as_str()), ("up", "Established"));
+    assert_eq!(
+        (row.state.as_str(), row.info.as_str()),
+        ("up", "Established")
+    );
     assert_eq!(row.peer_type, "global");
 
     // Withdrawal from Starling: stop originating one block.
     let mut config = starling.config.clone();
-    config.originated.retain(|prefix| prefix.to_string() != "10.244.1.64/26");
+    config
+        .originated
+        .retain(|prefix| prefix.to_string() != "10.244.1.64/26");
     starling.update(config);
     assert!(
         eventually(Duration::from_secs(10), || !kernel_has(
@@ -87,7 +101,11 @@ fn bird_ibgp_routes_both_ways_and_withdrawals() {
         )),
         "withdrawn block still in bird's kernel"
     );
-    assert!(kernel_has(lab.namespace(1), "10.244.1.0/26", starling_address));
+    assert!(kernel_has(
+        lab.namespace(1),
+        "10.244.1.0/26",
+        starling_address
+    ));
 
     // Withdrawal from BIRD: disable its static routes.
     bird.try_command("disable static4").unwrap();
@@ -137,11 +155,17 @@ fn bird_ebgp_with_four_octet_as() {
             0,
             STARLING_AS,
             &["10.244.1.0/26"],
-            vec![session(bird_address, BIRD_AS, STARLING_AS, starling_address)],
+            vec![session(
+                bird_address,
+                BIRD_AS,
+                STARLING_AS,
+                starling_address,
+            )],
         ),
     );
     assert!(
-        eventually(Duration::from_secs(30), || starling.established(bird_address)
+        eventually(Duration::from_secs(30), || starling
+            .established(bird_address)
             && bird.established("starling")),
         "session never established: {:?}",
         starling.status()
@@ -231,7 +255,8 @@ fn md5_password_right_establishes_wrong_never_does() {
     }
     let starling = Starling::start(lab.namespace(0), config);
     assert!(
-        eventually(Duration::from_secs(20), || starling.established(right_address)
+        eventually(Duration::from_secs(20), || starling
+            .established(right_address)
             && right.established("starling")),
         "MD5 session never established: {:?} {:?}",
         starling.status(),

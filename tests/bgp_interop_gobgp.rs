@@ -35,7 +35,8 @@ fn gobgp_ibgp_routes_both_ways_and_withdrawals() {
         ),
     );
     assert!(
-        eventually(Duration::from_secs(30), || starling.established(gobgp_address)
+        eventually(Duration::from_secs(30), || starling
+            .established(gobgp_address)
             && gobgp.established(starling_address)),
         "session never established: {:?} {:?}",
         starling.status(),
@@ -52,7 +53,10 @@ fn gobgp_ibgp_routes_both_ways_and_withdrawals() {
         gobgp.try_cli("global rib -a ipv4")
     );
     let detail = gobgp.cli("global rib -a ipv4 10.244.1.0/26");
-    assert!(detail.contains(&starling_address.to_string()), "next hop: {detail}");
+    assert!(
+        detail.contains(&starling_address.to_string()),
+        "next hop: {detail}"
+    );
 
     // GoBGP's routes in Starling's kernel (GoBGP sets itself as next hop for local routes).
     gobgp.cli("global rib add -a ipv4 10.244.2.0/26 nexthop 10.77.0.12");
@@ -62,7 +66,11 @@ fn gobgp_ibgp_routes_both_ways_and_withdrawals() {
             lab.namespace(0),
             "10.244.2.0/26",
             gobgp_address
-        ) && kernel_has(lab.namespace(0), "10.244.2.64/26", gobgp_address)),
+        ) && kernel_has(
+            lab.namespace(0),
+            "10.244.2.64/26",
+            gobgp_address
+        )),
         "starling kernel: {:?}",
         kernel_routes(lab.namespace(0), "10.244.0.0/16")
     );

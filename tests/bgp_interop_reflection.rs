@@ -41,14 +41,25 @@ router bgp {AS}
     );
     let first_speaker = Starling::start(
         lab.namespace(0),
-        speaker_config(0, AS, &["10.244.1.0/26"], vec![session(reflector, AS, AS, first)]),
+        speaker_config(
+            0,
+            AS,
+            &["10.244.1.0/26"],
+            vec![session(reflector, AS, AS, first)],
+        ),
     );
     let second_speaker = Starling::start(
         lab.namespace(1),
-        speaker_config(1, AS, &["10.244.2.0/26"], vec![session(reflector, AS, AS, second)]),
+        speaker_config(
+            1,
+            AS,
+            &["10.244.2.0/26"],
+            vec![session(reflector, AS, AS, second)],
+        ),
     );
     assert!(
-        eventually(Duration::from_secs(30), || first_speaker.established(reflector)
+        eventually(Duration::from_secs(30), || first_speaker
+            .established(reflector)
             && second_speaker.established(reflector)
             && frr.established(first)
             && frr.established(second)),
@@ -62,7 +73,11 @@ router bgp {AS}
             lab.namespace(0),
             "10.244.2.0/26",
             second
-        ) && kernel_has(lab.namespace(1), "10.244.1.0/26", first)),
+        ) && kernel_has(
+            lab.namespace(1),
+            "10.244.1.0/26",
+            first
+        )),
         "kernels: {:?} {:?}; frr: {:?}",
         kernel_routes(lab.namespace(0), "10.244.0.0/16"),
         kernel_routes(lab.namespace(1), "10.244.0.0/16"),
@@ -130,14 +145,23 @@ fn starling_reflects_between_two_bird_clients() {
             lab.namespace(1),
             "10.244.3.0/26",
             second
-        ) && kernel_has(lab.namespace(2), "10.244.2.0/26", first)
-            && kernel_has(lab.namespace(1), "10.244.1.0/26", reflector)),
+        ) && kernel_has(
+            lab.namespace(2),
+            "10.244.2.0/26",
+            first
+        ) && kernel_has(
+            lab.namespace(1),
+            "10.244.1.0/26",
+            reflector
+        )),
         "client kernels: {:?} {:?}; {:?}",
         kernel_routes(lab.namespace(1), "10.244.0.0/16"),
         kernel_routes(lab.namespace(2), "10.244.0.0/16"),
         birds[0].try_command("show route all")
     );
-    let reflected = birds[0].try_command("show route all 10.244.3.0/26").unwrap();
+    let reflected = birds[0]
+        .try_command("show route all 10.244.3.0/26")
+        .unwrap();
     assert!(
         reflected.contains("BGP.originator_id: 10.77.0.13")
             && reflected.contains("BGP.cluster_list: 224.0.0.1"),
@@ -149,7 +173,11 @@ fn starling_reflects_between_two_bird_clients() {
             lab.namespace(0),
             "10.244.2.0/26",
             first
-        ) && kernel_has(lab.namespace(0), "10.244.3.0/26", second)),
+        ) && kernel_has(
+            lab.namespace(0),
+            "10.244.3.0/26",
+            second
+        )),
         "reflector kernel: {:?}",
         kernel_routes(lab.namespace(0), "10.244.0.0/16")
     );

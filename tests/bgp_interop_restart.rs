@@ -49,7 +49,8 @@ fn peer_restart_keeps_routes_then_refreshes_and_sweeps() {
             && kernel_has(lab.namespace(0), "10.244.2.64/26", bird_address)
     };
     assert!(
-        eventually(Duration::from_secs(30), || starling.established(bird_address)
+        eventually(Duration::from_secs(30), || starling
+            .established(bird_address)
             && both(&lab)),
         "not established: {:?}",
         starling.status()
@@ -58,7 +59,8 @@ fn peer_restart_keeps_routes_then_refreshes_and_sweeps() {
     // BIRD crashes: the session drops but the routes stay in the kernel as stale.
     bird.daemon.kill();
     assert!(
-        eventually(Duration::from_secs(10), || !starling.established(bird_address)),
+        eventually(Duration::from_secs(10), || !starling
+            .established(bird_address)),
         "Starling did not notice the peer going away"
     );
     let watched_until = Instant::now() + Duration::from_secs(2);
@@ -90,14 +92,19 @@ fn peer_restart_keeps_routes_then_refreshes_and_sweeps() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(swept, "stale route not swept after End-of-RIB: {:?}", starling.status());
+    assert!(
+        swept,
+        "stale route not swept after End-of-RIB: {:?}",
+        starling.status()
+    );
     // Well before BIRD's 10 s restart time ran out: the sweep came from End-of-RIB.
     assert!(started.elapsed() < Duration::from_secs(9));
 
     // BIRD crashes and stays away: its routes go when its restart time (10 s) is over.
     bird.daemon.kill();
     let crashed = Instant::now();
-    assert!(eventually(Duration::from_secs(10), || !starling.established(bird_address)));
+    assert!(eventually(Duration::from_secs(10), || !starling
+        .established(bird_address)));
     assert!(kernel_has(lab.namespace(0), "10.244.2.0/26", bird_address));
     assert!(
         eventually(Duration::from_secs(20), || kernel_routes(
@@ -163,7 +170,8 @@ fn graceful_shutdown_leaves_our_routes_with_the_peer() {
     }
     let restarted = Starling::start_restarting(lab.namespace(0), config);
     assert!(
-        eventually(Duration::from_secs(30), || restarted.established(bird_address)
+        eventually(Duration::from_secs(30), || restarted
+            .established(bird_address)
             && bird.established("starling")),
         "no session after our restart"
     );

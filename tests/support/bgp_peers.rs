@@ -90,7 +90,10 @@ pub struct Lab {
 impl Lab {
     pub fn new(tag: &str, count: usize) -> Lab {
         let hub = netns::create(&netns::unique_name(&format!("stb{tag}h"))).unwrap();
-        run("ip", &["-n", hub.name(), "link", "add", "br0", "type", "bridge"]);
+        run(
+            "ip",
+            &["-n", hub.name(), "link", "add", "br0", "type", "bridge"],
+        );
         run("ip", &["-n", hub.name(), "link", "set", "br0", "up"]);
         let mut nodes = Vec::new();
         for index in 0..count {
@@ -115,7 +118,16 @@ impl Lab {
             );
             run(
                 "ip",
-                &["-n", hub.name(), "link", "set", &port, "master", "br0", "up"],
+                &[
+                    "-n",
+                    hub.name(),
+                    "link",
+                    "set",
+                    &port,
+                    "master",
+                    "br0",
+                    "up",
+                ],
             );
             let address = format!("{}/24", Lab::address(index));
             run("ip", &["-n", node.name(), "link", "set", "lo", "up"]);
@@ -210,14 +222,22 @@ impl Bird {
             directory: directory.to_path_buf(),
         };
         assert!(
-            eventually(Duration::from_secs(10), || bird.try_command("show status").is_some()),
+            eventually(Duration::from_secs(10), || bird
+                .try_command("show status")
+                .is_some()),
             "bird {name} did not start: {}",
             std::fs::read_to_string(directory.join(format!("{name}.log"))).unwrap_or_default()
         );
         bird
     }
 
-    fn spawn(namespace: &str, directory: &Path, name: &str, config: &Path, socket: &Path) -> Daemon {
+    fn spawn(
+        namespace: &str,
+        directory: &Path,
+        name: &str,
+        config: &Path,
+        socket: &Path,
+    ) -> Daemon {
         let arguments: Vec<String> = vec![
             "bird".into(),
             "-f".into(),
@@ -247,7 +267,9 @@ impl Bird {
             &self.socket,
         );
         assert!(
-            eventually(Duration::from_secs(10), || self.try_command("show status").is_some()),
+            eventually(Duration::from_secs(10), || self
+                .try_command("show status")
+                .is_some()),
             "bird {name} did not restart"
         );
     }
@@ -283,7 +305,14 @@ protocol static static4 {{ ipv4;
 }
 
 /// A BIRD iBGP/eBGP protocol towards a neighbour.
-pub fn bird_bgp(name: &str, local: Ipv4Addr, local_as: u32, neighbor: Ipv4Addr, peer_as: u32, extra: &str) -> String {
+pub fn bird_bgp(
+    name: &str,
+    local: Ipv4Addr,
+    local_as: u32,
+    neighbor: Ipv4Addr,
+    peer_as: u32,
+    extra: &str,
+) -> String {
     format!(
         "protocol bgp {name} {{
   local {local} as {local_as};
@@ -309,7 +338,13 @@ pub struct GoBgp {
 impl GoBgp {
     /// Starts gobgpd with `config` (TOML); its API listens on 127.0.0.1:`api_port` in the
     /// namespace (each namespace has its own loopback, so the port is free).
-    pub fn start(namespace: &str, directory: &Path, name: &str, config: &str, api_port: u16) -> GoBgp {
+    pub fn start(
+        namespace: &str,
+        directory: &Path,
+        name: &str,
+        config: &str,
+        api_port: u16,
+    ) -> GoBgp {
         let config_path = directory.join(format!("{name}.toml"));
         std::fs::write(&config_path, config).unwrap();
         let arguments: Vec<String> = vec![
@@ -334,7 +369,9 @@ impl GoBgp {
             api_port,
         };
         assert!(
-            eventually(Duration::from_secs(10), || gobgp.try_cli("global").is_some()),
+            eventually(Duration::from_secs(10), || gobgp
+                .try_cli("global")
+                .is_some()),
             "gobgpd {name} did not start: {}",
             std::fs::read_to_string(directory.join(format!("{name}.log"))).unwrap_or_default()
         );
@@ -357,7 +394,10 @@ impl GoBgp {
     pub fn established(&self, neighbor: Ipv4Addr) -> bool {
         self.try_cli(&format!("neighbor {neighbor} -j"))
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .is_some_and(|value| value["state"]["session_state"] == 6 || value["state"]["session_state"] == "established")
+            .is_some_and(|value| {
+                value["state"]["session_state"] == 6
+                    || value["state"]["session_state"] == "established"
+            })
     }
 
     /// Prefixes in gobgpd's global IPv4 RIB.
@@ -430,7 +470,9 @@ impl Frr {
         let daemon = Daemon::spawn(namespace, "bgpd", &arguments, &directory.join("bgpd.log"));
         let frr = Frr { daemon, directory };
         assert!(
-            eventually(Duration::from_secs(10), || frr.try_vtysh("show bgp summary").is_some()),
+            eventually(Duration::from_secs(10), || frr
+                .try_vtysh("show bgp summary")
+                .is_some()),
             "bgpd did not start: {}",
             std::fs::read_to_string(frr.directory.join("bgpd.log")).unwrap_or_default()
         );
@@ -651,7 +693,12 @@ pub fn session(peer: Ipv4Addr, peer_as: u32, local_as: u32, source: Ipv4Addr) ->
 
 /// A speaker configuration for lab node `index` originating `blocks` (its confirmed blocks
 /// inside [`POOL`]).
-pub fn speaker_config(index: usize, local_as: u32, blocks: &[&str], sessions: Vec<SessionSpec>) -> SpeakerConfig {
+pub fn speaker_config(
+    index: usize,
+    local_as: u32,
+    blocks: &[&str],
+    sessions: Vec<SessionSpec>,
+) -> SpeakerConfig {
     let blocks: Vec<IpNet> = blocks.iter().map(|block| block.parse().unwrap()).collect();
     SpeakerConfig {
         router_id: Lab::address(index),
