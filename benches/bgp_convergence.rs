@@ -13,6 +13,8 @@
 //! speaker over blocking TCP): driving GoBGP's CLI one prefix at a time is far slower than the
 //! receivers being measured, so it would measure the injector instead.
 
+#[path = "../tests/support/bgp_daemons.rs"]
+mod bgp_daemons;
 #[path = "../tests/support/bgp_peers.rs"]
 mod bgp_peers;
 
@@ -22,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bgp_daemons::*;
 use bgp_peers::*;
 use ipnet::{IpNet, Ipv4Net};
 use starling::bgp::codec::{
@@ -236,10 +239,14 @@ impl MiniPeer {
     }
 
     fn try_connect(own: Ipv4Addr, target: Ipv4Addr) -> Option<MiniPeer> {
-        let stream =
-            TcpStream::connect_timeout(&SocketAddr::new(IpAddr::V4(target), 179), Duration::from_secs(2))
-                .ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
+        let stream = TcpStream::connect_timeout(
+            &SocketAddr::new(IpAddr::V4(target), 179),
+            Duration::from_secs(2),
+        )
+        .ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .ok()?;
         let mut peer = MiniPeer {
             reader: BufReader::with_capacity(1 << 20, stream.try_clone().ok()?),
             writer: BufWriter::with_capacity(1 << 20, stream),

@@ -2,11 +2,14 @@
 //! sessions come up, routes flow both ways into the receiving namespace's kernel, and
 //! withdrawals propagate. Root only (skips with a message otherwise).
 
+#[path = "support/bgp_daemons.rs"]
+mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
 
 use std::time::Duration;
 
+use bgp_daemons::*;
 use bgp_peers::*;
 
 const AS: u32 = 64512;

@@ -1,11 +1,14 @@
 //! Interoperability of the Starling speaker with GoBGP (as a RIB-only iBGP peer) in network
 //! namespaces. Root only (skips with a message otherwise).
 
+#[path = "support/bgp_daemons.rs"]
+mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
 
 use std::time::Duration;
 
+use bgp_daemons::*;
 use bgp_peers::*;
 
 const AS: u32 = 64512;

@@ -2,11 +2,14 @@
 //! Starling clients, and Starling reflecting between two BIRD clients. Each client must get the
 //! other's routes into its kernel with the originating client as next hop. Root only.
 
+#[path = "support/bgp_daemons.rs"]
+mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
 
 use std::time::Duration;
 
+use bgp_daemons::*;
 use bgp_peers::*;
 
 const AS: u32 = 64512;

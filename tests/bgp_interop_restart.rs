@@ -4,11 +4,14 @@
 //! stays away past its restart time; as restarting speaker, a graceful shutdown leaves our
 //! routes with BIRD until we are back. Root only.
 
+#[path = "support/bgp_daemons.rs"]
+mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
 
 use std::time::{Duration, Instant};
 
+use bgp_daemons::*;
 use bgp_peers::*;
 
 const AS: u32 = 64512;
