@@ -48,4 +48,6 @@ pub mod fsm;
 pub mod peering;
 pub mod policy;
 pub mod rib;
+pub mod session;
+pub mod sockopt;
 pub mod speaker;

@@ -1,7 +1,17 @@
-//! The BGP speaker task: sessions over TCP (listener and outgoing connections), one FSM and RIB
-//! per process, configured from Calico's resources and feeding learned routes to the dataplane.
+//! The BGP speaker task: sessions over TCP (listener and outgoing connections), one FSM per
+//! connection and one RIB per process, configured from Calico's resources and feeding learned
+//! routes to the dataplane.
 //!
-//! CONTRACT STUB: the daemon codes against this surface; the implementation replaces the body.
+//! Contract: [`SpeakerHandle::spawn`] starts one actor task on the current tokio runtime that
+//! owns every session, the RIB and the listeners; the handle talks to it over channels.
+//! [`SpeakerHandle::update`] applies a new configuration, touching only sessions whose
+//! specification (or password) changed. [`SpeakerHandle::learned_routes`] carries the best
+//! learned routes the kernel policy accepts, replaced whenever they change. Nothing received
+//! from a peer can panic the task: malformed input becomes the codec's NOTIFICATION, a log line
+//! and a counter.
+
+mod actor;
+mod learned;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::peering::SessionSpec;
 use super::policy::CalicoPolicy;
@@ -39,23 +49,56 @@ pub struct SpeakerConfig {
     pub graceful_restart_time: Duration,
 }
 
+/// Requests from the handle to the actor.
+pub(crate) enum Command {
+    Configure(Box<SpeakerConfig>),
+    Status(oneshot::Sender<Vec<PeerStatus>>),
+    Shutdown {
+        graceful: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
 /// Handle to the running speaker.
 pub struct SpeakerHandle {
-    config: watch::Sender<SpeakerConfig>,
+    commands: mpsc::UnboundedSender<Command>,
     learned: watch::Receiver<Arc<Vec<LearnedRoute>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl SpeakerHandle {
     /// Starts the speaker on the current tokio runtime.
-    pub fn spawn(initial: SpeakerConfig, _metrics: Metrics) -> SpeakerHandle {
-        let (config, _config_rx) = watch::channel(initial);
-        let (_learned_tx, learned) = watch::channel(Arc::new(Vec::new()));
-        SpeakerHandle { config, learned }
+    pub fn spawn(initial: SpeakerConfig, metrics: Metrics) -> SpeakerHandle {
+        SpeakerHandle::start(initial, metrics, false)
+    }
+
+    /// Starts the speaker after a restart of this node whose routes stayed in the kernel: the
+    /// OPENs carry the Restart State bit (RFC 4724 §3) so peers keep our routes until our
+    /// End-of-RIB.
+    pub fn spawn_restarting(initial: SpeakerConfig, metrics: Metrics) -> SpeakerHandle {
+        SpeakerHandle::start(initial, metrics, true)
+    }
+
+    fn start(initial: SpeakerConfig, metrics: Metrics, restarting: bool) -> SpeakerHandle {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (learned_sender, learned) = watch::channel(Arc::new(Vec::new()));
+        let task = tokio::spawn(actor::run(
+            initial,
+            metrics,
+            restarting,
+            receiver,
+            learned_sender,
+        ));
+        SpeakerHandle {
+            commands,
+            learned,
+            task,
+        }
     }
 
     /// Applies a new configuration (sessions added, removed or changed; exports re-evaluated).
     pub fn update(&self, config: SpeakerConfig) {
-        self.config.send_replace(config);
+        let _ = self.commands.send(Command::Configure(Box::new(config)));
     }
 
     /// Best learned routes that policy allows into the kernel; replaced on every change.
@@ -65,10 +108,24 @@ impl SpeakerHandle {
 
     /// One row per session for `node status` and metrics.
     pub async fn status(&self) -> Vec<PeerStatus> {
-        Vec::new()
+        let (sender, receiver) = oneshot::channel();
+        if self.commands.send(Command::Status(sender)).is_err() {
+            return Vec::new();
+        }
+        receiver.await.unwrap_or_default()
     }
 
     /// Stops every session: with `graceful`, connections are closed without a Cease so peers
     /// keep our routes for the restart time (RFC 4724); otherwise a Cease NOTIFICATION is sent.
-    pub async fn shutdown(self, _graceful: bool) {}
+    pub async fn shutdown(self, graceful: bool) {
+        let (done, finished) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { graceful, done })
+            .is_ok()
+        {
+            let _ = finished.await;
+        }
+        let _ = self.task.await;
+    }
 }

@@ -280,6 +280,15 @@ impl Rib {
         self.remove_peer_routes(id, sweep)
     }
 
+    /// Forgets what the peer was sent so the next export resends the whole table followed by
+    /// End-of-RIB (the answer to a ROUTE-REFRESH, RFC 2918).
+    pub fn request_full_export(&mut self, id: PeerId) {
+        if let Some(state) = self.peers.get_mut(&id) {
+            state.adj_rib_out.clear();
+            state.full_export_pending = true;
+        }
+    }
+
     /// Number of stale routes kept for a peer.
     pub fn stale_count(&self, id: PeerId) -> usize {
         self.peers.get(&id).map_or(0, |state| state.stale.len())

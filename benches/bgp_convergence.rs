@@ -1,0 +1,448 @@
+//! BGP convergence benchmark, Starling against BIRD 2 in the same run (root only; prints why it
+//! skips otherwise). Run with `cargo bench --bench bgp_convergence [-- PREFIXES]`
+//! (default 100 000).
+//!
+//! 1. Receiver: an injector announces PREFIXES IPv4 /24s over iBGP to the receiver in its own
+//!    namespace; measured is the time from the first UPDATE until all are in the receiver's
+//!    kernel, and the receiver's resident memory afterwards (Starling runs as a child process
+//!    of this benchmark so its RSS is its own).
+//! 2. Route reflector: one client announces PREFIXES, the reflector passes them to 10 clients;
+//!    measured is the time until the last client has them all.
+//!
+//! The injector and the receiving clients are written with Starling's codec (a minimal BGP
+//! speaker over blocking TCP): driving GoBGP's CLI one prefix at a time is far slower than the
+//! receivers being measured, so it would measure the injector instead.
+
+#[path = "../tests/support/bgp_daemons.rs"]
+mod bgp_daemons;
+#[path = "../tests/support/bgp_peers.rs"]
+mod bgp_peers;
+
+use std::collections::HashSet;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bgp_daemons::*;
+use bgp_peers::*;
+use ipnet::{IpNet, Ipv4Net};
+use starling::bgp::codec::{
+    frame_length, pack_announcements, AsPath, Capability, CodecOptions, Family, Message, NextHop,
+    Open, Origin, PathAttributes, Update,
+};
+use starling::model::AsNumber;
+use starling::netns;
+
+const AS: u32 = 64512;
+const CLIENTS: usize = 10;
+
+fn main() {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if arguments.first().map(String::as_str) == Some("child-speaker") {
+        child_speaker(&arguments[1..]);
+        return;
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipping bgp_convergence: needs root (network namespaces)");
+        return;
+    }
+    if !have("bird") {
+        println!("skipping bgp_convergence: bird is not installed");
+        return;
+    }
+    let prefixes: usize = arguments
+        .iter()
+        .find_map(|argument| argument.parse().ok())
+        .unwrap_or(100_000);
+    println!("bgp_convergence with {prefixes} prefixes");
+    let routes = generate_prefixes(prefixes);
+
+    let (starling_time, starling_rss) = receiver_run(&routes, Receiver::Starling);
+    let (bird_time, bird_rss) = receiver_run(&routes, Receiver::Bird);
+    println!(
+        "receiver: Starling {:.2} s, {} MiB RSS; BIRD {:.2} s, {} MiB RSS; time ratio Starling/BIRD {:.2}, memory ratio {:.2}",
+        starling_time.as_secs_f64(),
+        starling_rss / 1024,
+        bird_time.as_secs_f64(),
+        bird_rss / 1024,
+        starling_time.as_secs_f64() / bird_time.as_secs_f64(),
+        starling_rss as f64 / bird_rss.max(1) as f64
+    );
+
+    let starling_reflect = reflector_run(&routes, Receiver::Starling);
+    let bird_reflect = reflector_run(&routes, Receiver::Bird);
+    println!(
+        "reflector to {CLIENTS} clients: Starling {:.2} s; BIRD {:.2} s; ratio Starling/BIRD {:.2}",
+        starling_reflect.as_secs_f64(),
+        bird_reflect.as_secs_f64(),
+        starling_reflect.as_secs_f64() / bird_reflect.as_secs_f64()
+    );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receiver {
+    Starling,
+    Bird,
+}
+
+/// `count` distinct /24s from 20.0.0.0 upwards.
+fn generate_prefixes(count: usize) -> Vec<IpNet> {
+    (0..count)
+        .map(|index| {
+            let base = u32::from(Ipv4Addr::new(20, 0, 0, 0)) + (index as u32) * 256;
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(base), 24).unwrap())
+        })
+        .collect()
+}
+
+/// Starts the speaker under test in `namespace` as a child process (Starling) or a BIRD
+/// daemon, with passive sessions to `peers`; `reflector` makes them route-reflector clients.
+enum Running {
+    Starling(Child),
+    Bird(Bird),
+}
+
+impl Running {
+    fn rss_kib(&self) -> u64 {
+        let pid = match self {
+            Running::Starling(child) => child.id(),
+            Running::Bird(bird) => {
+                let pid_file = bird.socket.with_extension("pid");
+                std::fs::read_to_string(pid_file)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok())
+                    .unwrap_or(0)
+            }
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|line| line.starts_with("VmRSS:"))
+                    .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Running::Starling(child) = self {
+            // Closing stdin asks the child to stop; kill is the fallback.
+            drop(child.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start(
+    kind: Receiver,
+    lab: &Lab,
+    directory: &std::path::Path,
+    peers: &[usize],
+    reflector: bool,
+) -> Running {
+    let own = Lab::address(0);
+    match kind {
+        Receiver::Starling => {
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .arg("child-speaker")
+                .arg(lab.namespace(0))
+                .arg(if reflector { "reflector" } else { "plain" })
+                .args(peers.iter().map(|peer| Lab::address(*peer).to_string()))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null());
+            Running::Starling(command.spawn().unwrap())
+        }
+        Receiver::Bird => {
+            let mut protocols = String::new();
+            for peer in peers {
+                let extra = if reflector {
+                    "passive on; rr client; rr cluster id 224.0.0.1;"
+                } else {
+                    "passive on;"
+                };
+                protocols.push_str(&bird_bgp(
+                    &format!("peer{peer}"),
+                    own,
+                    AS,
+                    Lab::address(*peer),
+                    AS,
+                    extra,
+                ));
+            }
+            Running::Bird(Bird::start(
+                lab.namespace(0),
+                directory,
+                "bird",
+                &bird_config(own, &[], &protocols),
+            ))
+        }
+    }
+}
+
+/// Benchmark mode of this executable: the Starling speaker plus dataplane in a namespace
+/// until stdin closes.
+fn child_speaker(arguments: &[String]) {
+    let namespace = &arguments[0];
+    let reflector = arguments[1] == "reflector";
+    let own = Lab::address(0);
+    let sessions = arguments[2..]
+        .iter()
+        .map(|peer| {
+            let mut spec = session(peer.parse().unwrap(), AS, AS, own);
+            spec.passive = true;
+            if reflector {
+                spec.route_reflector_client_cluster_id = Some(Ipv4Addr::new(224, 0, 0, 1));
+            }
+            spec
+        })
+        .collect();
+    let mut config = speaker_config(0, AS, &[], sessions);
+    // Reflect everything the benchmark announces (Calico reflects pool routes).
+    config.policy.pools[0].cidr = "0.0.0.0/0".parse().unwrap();
+    let speaker = Starling::start(namespace, config);
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    speaker.stop(false);
+}
+
+/// A minimal BGP speaker over blocking TCP: handshake, then the caller sends or counts.
+struct MiniPeer {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl MiniPeer {
+    /// Connects to the speaker under test, retrying until it listens and takes the session.
+    fn connect(own: Ipv4Addr, target: Ipv4Addr) -> MiniPeer {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(peer) = MiniPeer::try_connect(own, target) {
+                return peer;
+            }
+            assert!(Instant::now() < deadline, "no session with {target}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn try_connect(own: Ipv4Addr, target: Ipv4Addr) -> Option<MiniPeer> {
+        let stream = TcpStream::connect_timeout(
+            &SocketAddr::new(IpAddr::V4(target), 179),
+            Duration::from_secs(2),
+        )
+        .ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .ok()?;
+        let mut peer = MiniPeer {
+            reader: BufReader::with_capacity(1 << 20, stream.try_clone().ok()?),
+            writer: BufWriter::with_capacity(1 << 20, stream),
+            buffer: Vec::new(),
+        };
+        let open = Open::new(
+            AsNumber(AS),
+            240,
+            own,
+            vec![
+                Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::RouteRefresh,
+            ],
+        );
+        peer.send(&Message::Open(open));
+        peer.flush();
+        match peer.receive()? {
+            Message::Open(_) => {}
+            _ => return None,
+        }
+        peer.send(&Message::Keepalive);
+        peer.flush();
+        Some(peer)
+    }
+
+    fn send(&mut self, message: &Message) {
+        let bytes = message.encode(&CodecOptions::FOUR_OCTET).unwrap();
+        let _ = self.writer.write_all(&bytes);
+    }
+
+    fn flush(&mut self) {
+        let _ = self.writer.flush();
+    }
+
+    fn receive(&mut self) -> Option<Message> {
+        loop {
+            if let Ok(Some(length)) = frame_length(&self.buffer) {
+                if self.buffer.len() >= length {
+                    let frame: Vec<u8> = self.buffer.drain(..length).collect();
+                    return Message::decode(&frame, &CodecOptions::FOUR_OCTET).ok();
+                }
+            }
+            let mut chunk = vec![0u8; 65536];
+            let read = self.reader.read(&mut chunk).ok()?;
+            if read == 0 {
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Announces every prefix with this peer as next hop, then End-of-RIB.
+    fn announce(&mut self, own: Ipv4Addr, routes: &[IpNet]) {
+        let attributes = PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::default()),
+            local_pref: Some(100),
+            ..PathAttributes::default()
+        };
+        let messages = pack_announcements(
+            Family::IPV4_UNICAST,
+            NextHop::V4(own),
+            &attributes,
+            routes,
+            &CodecOptions::FOUR_OCTET,
+        )
+        .unwrap();
+        for bytes in messages {
+            let _ = self.writer.write_all(&bytes);
+        }
+        self.send(&Message::from(Update::end_of_rib(Family::IPV4_UNICAST)));
+        self.flush();
+    }
+
+    /// Reads until `count` distinct prefixes were announced; answers nothing (hold time 240 s
+    /// outlasts the run).
+    fn count_until(&mut self, count: usize) -> bool {
+        let mut seen: HashSet<IpNet> = HashSet::with_capacity(count);
+        while seen.len() < count {
+            match self.receive() {
+                Some(Message::Update(update)) => seen.extend(update.announced()),
+                Some(_) => {}
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Keeps a session's incoming side drained so the speaker under test never blocks on it.
+fn drain(mut peer: MiniPeer) {
+    std::thread::spawn(move || while peer.receive().is_some() {});
+}
+
+fn receiver_run(routes: &[IpNet], kind: Receiver) -> (Duration, u64) {
+    let directory = tempfile::tempdir().unwrap();
+    let lab = Lab::new("bench", 2);
+    let running = start(kind, &lab, directory.path(), &[1], false);
+    let injector = Lab::address(1);
+    let injector_namespace = lab.namespace(1).to_string();
+    let routes = routes.to_vec();
+    let count = routes.len();
+    let (started_sender, started) = std::sync::mpsc::channel();
+    let injector_thread = std::thread::spawn(move || {
+        netns::run_in(&injector_namespace, move || {
+            let mut peer = MiniPeer::connect(injector, Lab::address(0));
+            let writer_stream = peer.writer.get_ref().try_clone().unwrap();
+            let reader = MiniPeer {
+                reader: BufReader::new(peer.reader.get_ref().try_clone().unwrap()),
+                writer: BufWriter::new(writer_stream),
+                buffer: std::mem::take(&mut peer.buffer),
+            };
+            drain(reader);
+            let _ = started_sender.send(Instant::now());
+            peer.announce(injector, &routes);
+            // Returned, so the session stays up until the receiver has everything.
+            peer
+        })
+        .unwrap()
+    });
+    let begin = started.recv().unwrap();
+    let protocol = match kind {
+        Receiver::Starling => "81",
+        Receiver::Bird => "bird",
+    };
+    let mut elapsed = None;
+    let deadline = begin + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        if kernel_route_count(lab.namespace(0), protocol) >= count {
+            elapsed = Some(begin.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = elapsed.unwrap_or_else(|| panic!("{kind:?} never installed all routes"));
+    let rss = running.rss_kib();
+    println!(
+        "  {kind:?} receiver: {count} routes in the kernel after {:.2} s, RSS {} KiB",
+        elapsed.as_secs_f64(),
+        rss
+    );
+    let peer = injector_thread.join().unwrap();
+    drop(running);
+    drop(peer);
+    (elapsed, rss)
+}
+
+fn reflector_run(routes: &[IpNet], kind: Receiver) -> Duration {
+    let directory = tempfile::tempdir().unwrap();
+    let lab = Lab::new("rr", CLIENTS + 2);
+    let peers: Vec<usize> = (1..=CLIENTS + 1).collect();
+    let running = start(kind, &lab, directory.path(), &peers, true);
+    let count = routes.len();
+    let reflector = Lab::address(0);
+    // Receiving clients first, so their sessions are up before the announcement.
+    let (ready_sender, ready) = std::sync::mpsc::channel();
+    let mut receivers = Vec::new();
+    for index in 2..=CLIENTS + 1 {
+        let namespace = lab.namespace(index).to_string();
+        let ready_sender = ready_sender.clone();
+        receivers.push(std::thread::spawn(move || {
+            netns::run_in(&namespace, move || {
+                let mut peer = MiniPeer::connect(Lab::address(index), reflector);
+                let _ = ready_sender.send(());
+                let complete = peer.count_until(count);
+                (complete, Instant::now())
+            })
+            .unwrap()
+        }));
+    }
+    for _ in 2..=CLIENTS + 1 {
+        ready.recv().unwrap();
+    }
+    let namespace = lab.namespace(1).to_string();
+    let routes = routes.to_vec();
+    let begin = Instant::now();
+    let announcer = std::thread::spawn(move || {
+        netns::run_in(&namespace, move || {
+            let mut peer = MiniPeer::connect(Lab::address(1), reflector);
+            peer.announce(Lab::address(1), &routes);
+            peer
+        })
+        .unwrap()
+    });
+    let mut last = begin;
+    for receiver in receivers {
+        let (complete, at) = receiver.join().unwrap();
+        assert!(complete, "{kind:?}: a client lost its session");
+        last = last.max(at);
+    }
+    let elapsed = last - begin;
+    println!(
+        "  {kind:?} reflector: last of {CLIENTS} clients had {count} routes after {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    drop(announcer.join());
+    drop(running);
+    elapsed
+}

@@ -1,0 +1,438 @@
+//! The speaker's single actor: owns the RIB, every session's FSM slots, the listeners and the
+//! timers, and reacts to commands, accepted and completed connections, frames and timer expiry.
+//! Everything that touches the RIB happens here, so no locks are needed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::learned::LearnedTable;
+use super::{Command, SpeakerConfig};
+use crate::bgp::codec::Family;
+use crate::bgp::fsm::{
+    DownReason, Fsm, FsmConfig, GracefulRestartConfig, Input, Negotiated, State,
+};
+use crate::bgp::peering::SessionSpec;
+use crate::bgp::policy::{CalicoRibPolicy, RouteKind};
+use crate::bgp::rib::{Candidate, PeerConfig, PeerId, Rib, RibConfig};
+use crate::bgp::session::{Connection, ConnectionEvent, ConnectionId, Slot};
+use crate::dataplane::spec::LearnedRoute;
+use crate::metrics::Metrics;
+
+/// Events from helper tasks (listeners and outgoing connects).
+enum Internal {
+    Accepted(TcpStream, SocketAddr),
+    Connected {
+        session: String,
+        generation: u64,
+        result: std::io::Result<TcpStream>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Primary,
+    Secondary,
+}
+
+struct SessionState {
+    spec: SessionSpec,
+    password: Option<String>,
+    peer_id: PeerId,
+    primary: Slot,
+    secondary: Option<Slot>,
+    /// Results of outgoing connects from older generations are discarded.
+    connect_generation: u64,
+    last_error: Option<String>,
+    since: chrono::DateTime<chrono::Local>,
+    last_state: State,
+    /// The peer's graceful restart time, when it advertised the capability (RFC 4724).
+    peer_restart_time: Option<Duration>,
+    /// When the stale routes of a gracefully restarting peer are swept.
+    stale_deadline: Option<Instant>,
+    malformed_logged: bool,
+}
+
+struct Listener {
+    socket: Arc<TcpListener>,
+    ipv6: bool,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(super) struct Actor {
+    config: SpeakerConfig,
+    metrics: Metrics,
+    restarting: bool,
+    rib: Rib,
+    sessions: BTreeMap<String, SessionState>,
+    connection_owner: HashMap<ConnectionId, String>,
+    next_connection: ConnectionId,
+    next_peer: u32,
+    listeners: Vec<Listener>,
+    listener_key: Option<(Option<IpAddr>, u16)>,
+    keyed_peers: BTreeSet<IpAddr>,
+    originated: BTreeSet<IpNet>,
+    learned: LearnedTable,
+    learned_sender: watch::Sender<Arc<Vec<LearnedRoute>>>,
+    internal_sender: mpsc::UnboundedSender<Internal>,
+    connection_sender: mpsc::UnboundedSender<(ConnectionId, ConnectionEvent)>,
+    closing: Vec<Connection>,
+}
+
+fn cluster_id(config: &SpeakerConfig) -> Option<std::net::Ipv4Addr> {
+    config
+        .sessions
+        .values()
+        .find_map(|spec| spec.route_reflector_client_cluster_id)
+}
+
+fn rib_config(config: &SpeakerConfig) -> RibConfig {
+    RibConfig {
+        local_as: config.local_as,
+        router_id: config.router_id,
+        cluster_id: cluster_id(config),
+    }
+}
+
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        other => other,
+    }
+}
+
+pub(super) async fn run(
+    initial: SpeakerConfig,
+    metrics: Metrics,
+    restarting: bool,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    learned_sender: watch::Sender<Arc<Vec<LearnedRoute>>>,
+) {
+    let (internal_sender, mut internal) = mpsc::unbounded_channel();
+    let (connection_sender, mut connection_events) = mpsc::unbounded_channel();
+    let mut actor = Actor {
+        rib: Rib::new(rib_config(&initial)),
+        config: initial.clone(),
+        metrics,
+        restarting,
+        sessions: BTreeMap::new(),
+        connection_owner: HashMap::new(),
+        next_connection: 1,
+        next_peer: 1,
+        listeners: Vec::new(),
+        listener_key: None,
+        keyed_peers: BTreeSet::new(),
+        originated: BTreeSet::new(),
+        learned: LearnedTable::default(),
+        learned_sender,
+        internal_sender,
+        connection_sender,
+        closing: Vec::new(),
+    };
+    actor.configure(initial, true);
+    loop {
+        let deadline = actor.next_deadline();
+        let sleep = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Configure(config)) => actor.configure(*config, false),
+                Some(Command::Status(reply)) => { let _ = reply.send(actor.status()); }
+                Some(Command::Shutdown { graceful, done }) => {
+                    actor.shutdown(graceful).await;
+                    let _ = done.send(());
+                    return;
+                }
+                None => {
+                    actor.shutdown(true).await;
+                    return;
+                }
+            },
+            Some(event) = internal.recv() => actor.internal(event),
+            Some((id, event)) = connection_events.recv() => actor.connection_event(id, event),
+            _ = sleep => actor.timers(Instant::now()),
+        }
+        actor.after_event();
+        // Publish once a burst of events has been handled rather than after every UPDATE.
+        if connection_events.is_empty() && internal.is_empty() {
+            actor.learned.publish(&actor.learned_sender);
+            actor.refresh_metrics();
+        }
+    }
+}
+
+impl Actor {
+    fn policy_export(&mut self, id: PeerId) -> crate::bgp::rib::ExportBatch {
+        let policy = CalicoRibPolicy {
+            policy: &self.config.policy,
+            classify: |_: &IpNet, _: &Candidate| (RouteKind::LocalBlockOrWorkload, false),
+        };
+        self.rib.export(id, &policy)
+    }
+
+    fn fsm_config(&self, spec: &SessionSpec) -> FsmConfig {
+        let mut config = FsmConfig::new(spec.local_as, spec.peer_as, self.config.router_id);
+        config.keepalive_time = spec.keepalive_time;
+        config.passive = spec.passive;
+        config.families = vec![if spec.peer_address.is_ipv4() {
+            Family::IPV4_UNICAST
+        } else {
+            Family::IPV6_UNICAST
+        }];
+        config.graceful_restart = Some(GracefulRestartConfig {
+            restart_time: spec
+                .graceful_restart_time
+                .unwrap_or(self.config.graceful_restart_time),
+            restarting: self.restarting,
+            forwarding_preserved: true,
+        });
+        config
+    }
+
+    fn peer_config(&self, spec: &SessionSpec, local: Option<IpAddr>) -> PeerConfig {
+        let local = local.or(spec.source_address).or(self.config.listen_address);
+        PeerConfig {
+            address: spec.peer_address,
+            peer_as: spec.peer_as,
+            local_as: spec.local_as,
+            route_reflector_client: spec.route_reflector_client_cluster_id.is_some(),
+            next_hop_mode: spec.next_hop_mode,
+            local_address_v4: match local {
+                Some(IpAddr::V4(v4)) => Some(v4),
+                _ => None,
+            },
+            local_address_v6: match local {
+                Some(IpAddr::V6(v6)) => Some(v6),
+                _ => None,
+            },
+            allowed_local_as: spec.num_allowed_local_as_numbers.unwrap_or(0),
+        }
+    }
+
+    /// Applies a configuration: rebuilds everything when the speaker's identity changed,
+    /// otherwise only the sessions, originated routes and policy that differ.
+    fn configure(&mut self, config: SpeakerConfig, first: bool) {
+        let identity_changed = !first
+            && (config.router_id != self.config.router_id
+                || config.local_as != self.config.local_as
+                || config.graceful_restart_time != self.config.graceful_restart_time
+                || cluster_id(&config) != cluster_id(&self.config));
+        if identity_changed {
+            let names: Vec<String> = self.sessions.keys().cloned().collect();
+            for name in names {
+                self.remove_session(&name);
+            }
+            self.rib = Rib::new(rib_config(&config));
+            self.originated.clear();
+        }
+        let policy_changed = first || config.policy != self.config.policy;
+        self.config = config;
+        self.ensure_listeners();
+        // Sessions.
+        let wanted: BTreeMap<String, (SessionSpec, Option<String>)> = self
+            .config
+            .sessions
+            .iter()
+            .map(|(name, spec)| {
+                (
+                    name.clone(),
+                    (spec.clone(), self.config.passwords.get(name).cloned()),
+                )
+            })
+            .collect();
+        let stale: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(name, state)| {
+                wanted.get(*name) != Some(&(state.spec.clone(), state.password.clone()))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.remove_session(&name);
+        }
+        for (name, (spec, password)) in wanted {
+            if !self.sessions.contains_key(&name) {
+                self.add_session(name, spec, password);
+            }
+        }
+        self.apply_passwords();
+        // Originated routes.
+        let wanted: BTreeSet<IpNet> = self.config.originated.iter().map(|p| p.trunc()).collect();
+        let mut changed = Vec::new();
+        for prefix in self.originated.difference(&wanted) {
+            changed.extend(self.rib.withdraw_local(*prefix));
+        }
+        for prefix in wanted.difference(&self.originated) {
+            changed.extend(
+                self.rib
+                    .originate(*prefix, crate::bgp::rib::RouteAttributes::local()),
+            );
+        }
+        self.originated = wanted;
+        if policy_changed {
+            // A full (diffing) export re-evaluates every prefix under the new policy.
+            for state in self.sessions.values() {
+                let local = state
+                    .primary
+                    .connection
+                    .as_ref()
+                    .map(|connection| connection.local_address.ip());
+                self.rib
+                    .add_peer(state.peer_id, self.peer_config(&state.spec, local));
+            }
+            self.learned.refresh_all(&self.rib, &self.config.policy);
+        } else {
+            self.learned
+                .refresh(&self.rib, &self.config.policy, &changed);
+        }
+        self.export_all();
+    }
+
+    fn add_session(&mut self, name: String, spec: SessionSpec, password: Option<String>) {
+        let peer_id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        self.rib.add_peer(peer_id, self.peer_config(&spec, None));
+        let fsm = Fsm::new(self.fsm_config(&spec));
+        let state = SessionState {
+            spec,
+            password,
+            peer_id,
+            primary: Slot::new(fsm),
+            secondary: None,
+            connect_generation: 0,
+            last_error: None,
+            since: chrono::Local::now(),
+            last_state: State::Idle,
+            peer_restart_time: None,
+            stale_deadline: None,
+            malformed_logged: false,
+        };
+        self.sessions.insert(name.clone(), state);
+        tracing::info!(session = %name, "BGP session configured");
+        self.handle(&name, Which::Primary, Input::ManualStart);
+    }
+
+    fn remove_session(&mut self, name: &str) {
+        self.handle(name, Which::Primary, Input::ManualStop);
+        if let Some(state) = self.sessions.get(name) {
+            if state.secondary.is_some() {
+                self.handle(name, Which::Secondary, Input::ManualStop);
+            }
+        }
+        if let Some(state) = self.sessions.remove(name) {
+            let changed = self.rib.remove_peer(state.peer_id);
+            self.learned
+                .refresh(&self.rib, &self.config.policy, &changed);
+            for label in [
+                &self.metrics.bgp_prefixes_received,
+                &self.metrics.bgp_prefixes_accepted,
+                &self.metrics.bgp_prefixes_advertised,
+            ] {
+                let _ = label.remove_label_values(&[name]);
+            }
+            tracing::info!(session = %name, "BGP session removed");
+        }
+        self.export_all();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .flat_map(|state| {
+                [
+                    state.primary.next_deadline(),
+                    state.secondary.as_ref().and_then(Slot::next_deadline),
+                    state.stale_deadline,
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    fn timers(&mut self, now: Instant) {
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            for which in [Which::Primary, Which::Secondary] {
+                let due = match self.slot_mut(&name, which) {
+                    Some(slot) => slot.take_due(now),
+                    None => continue,
+                };
+                for timer in due {
+                    self.handle(&name, which, Input::TimerExpired(timer));
+                }
+            }
+            let expired = self
+                .sessions
+                .get(&name)
+                .is_some_and(|s| s.stale_deadline.is_some_and(|d| d <= now));
+            if expired {
+                if let Some(state) = self.sessions.get_mut(&name) {
+                    state.stale_deadline = None;
+                    let id = state.peer_id;
+                    tracing::info!(session = %name, "graceful restart time over: stale routes swept");
+                    let changed = self.rib.sweep_stale(id, None);
+                    self.learned
+                        .refresh(&self.rib, &self.config.policy, &changed);
+                    self.export_all();
+                }
+            }
+        }
+    }
+
+    fn slot_mut(&mut self, name: &str, which: Which) -> Option<&mut Slot> {
+        let state = self.sessions.get_mut(name)?;
+        match which {
+            Which::Primary => Some(&mut state.primary),
+            Which::Secondary => state.secondary.as_mut(),
+        }
+    }
+
+    /// Feeds one input to a slot's FSM and performs the outputs.
+    fn handle(&mut self, name: &str, which: Which, input: Input) {
+        let now = Instant::now();
+        let outputs = match self.slot_mut(name, which) {
+            Some(slot) => slot.fsm.handle(input, now),
+            None => return,
+        };
+        for output in outputs {
+            self.perform(name, which, output);
+        }
+    }
+}
+
+mod connections;
+mod perform;
+
+use connections::spawn_connect;
+
+fn negotiated_restart_time(negotiated: &Negotiated) -> Option<Duration> {
+    let restart = negotiated.peer_graceful_restart.as_ref()?;
+    let family_kept = restart
+        .families
+        .iter()
+        .any(|entry| negotiated.families.contains(&entry.family));
+    family_kept.then(|| Duration::from_secs(u64::from(restart.restart_time)))
+}
+
+fn graceful_reason(reason: &DownReason) -> bool {
+    matches!(
+        reason,
+        DownReason::HoldTimerExpired | DownReason::ConnectionLost
+    )
+}

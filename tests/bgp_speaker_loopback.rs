@@ -1,0 +1,286 @@
+//! The speaker's TCP side against a scripted peer on loopback (no root needed): a session
+//! reaches Established, malformed input gets the codec's exact NOTIFICATION and a counter
+//! without hurting the speaker, connections from unknown addresses are refused, an UPDATE
+//! ends up on `learned_routes()`, and a ROUTE-REFRESH is answered with the table and
+//! End-of-RIB.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use starling::bgp::codec::{
+    frame_length, AsPath, Capability, CodecOptions, Family, Message, NextHop, Notification, Open,
+    Origin, PathAttributes, RouteRefresh, Update,
+};
+use starling::bgp::peering::{PeerKind, SessionSpec};
+use starling::bgp::policy::{CalicoPolicy, OwnBlock};
+use starling::bgp::speaker::{SpeakerConfig, SpeakerHandle};
+use starling::metrics::Metrics;
+use starling::model::{AsNumber, NextHopMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const AS: u32 = 64512;
+const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(port: u16) -> SpeakerConfig {
+    let spec = SessionSpec {
+        name: "Global_127_0_0_1".into(),
+        kind: PeerKind::Global,
+        peer_address: IpAddr::V4(PEER),
+        peer_port: port,
+        peer_as: AsNumber(AS),
+        local_as: AsNumber(AS),
+        source_address: None,
+        passive: true,
+        password: None,
+        keepalive_time: None,
+        graceful_restart_time: None,
+        ttl_security: None,
+        next_hop_mode: NextHopMode::Auto,
+        route_reflector_client_cluster_id: None,
+        peer_is_calico_node: false,
+        num_allowed_local_as_numbers: None,
+    };
+    let block: IpNet = "10.244.1.0/26".parse().unwrap();
+    SpeakerConfig {
+        router_id: Ipv4Addr::new(10, 0, 0, 1),
+        local_as: AsNumber(AS),
+        listen_address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        listen_port: port,
+        sessions: BTreeMap::from([(spec.name.clone(), spec)]),
+        passwords: BTreeMap::new(),
+        originated: vec![block],
+        policy: CalicoPolicy {
+            own_blocks: vec![OwnBlock {
+                cidr: block,
+                confirmed: true,
+            }],
+            ..CalicoPolicy::default()
+        },
+        graceful_restart_time: Duration::from_secs(120),
+    }
+}
+
+/// A scripted peer connection.
+struct Peer {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Peer {
+    async fn connect(port: u16, source: Ipv4Addr) -> std::io::Result<Peer> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+        let stream = socket
+            .connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+            .await?;
+        Ok(Peer {
+            stream,
+            buffer: Vec::new(),
+        })
+    }
+
+    async fn send(&mut self, message: Message) {
+        let bytes = message.encode(&CodecOptions::FOUR_OCTET).unwrap();
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    /// The next message, or `None` when the connection closed.
+    async fn receive(&mut self) -> Option<Message> {
+        loop {
+            if let Some(length) = frame_length(&self.buffer).unwrap() {
+                if self.buffer.len() >= length {
+                    let frame: Vec<u8> = self.buffer.drain(..length).collect();
+                    return Some(Message::decode(&frame, &CodecOptions::FOUR_OCTET).unwrap());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+                .await
+                .expect("speaker went silent")
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Until a message matching `wanted` (skipping others); panics on close.
+    async fn expect(&mut self, wanted: impl Fn(&Message) -> bool) -> Message {
+        loop {
+            let message = self.receive().await.expect("connection closed");
+            if wanted(&message) {
+                return message;
+            }
+        }
+    }
+
+    async fn establish(port: u16) -> Peer {
+        let mut peer = Peer::connect(port, PEER).await.unwrap();
+        let open = Open::new(
+            AsNumber(AS),
+            90,
+            Ipv4Addr::new(10, 0, 0, 2),
+            vec![
+                Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::RouteRefresh,
+            ],
+        );
+        peer.send(Message::Open(open)).await;
+        peer.expect(|m| matches!(m, Message::Open(_))).await;
+        peer.expect(|m| matches!(m, Message::Keepalive)).await;
+        peer.send(Message::Keepalive).await;
+        peer
+    }
+}
+
+fn is_end_of_rib(message: &Message) -> bool {
+    matches!(message, Message::Update(update) if update.end_of_rib_family().is_some())
+}
+
+#[tokio::test]
+async fn session_malformed_input_unknown_peer_and_refresh() {
+    let port = free_port();
+    let metrics = Metrics::new();
+    let speaker = SpeakerHandle::spawn(config(port), metrics.clone());
+    let mut learned = speaker.learned_routes();
+
+    // Wait for the listener by retrying the first connection.
+    let mut peer = None;
+    for _ in 0..50 {
+        // From an address that is no peer, so the probe does not disturb the session.
+        if Peer::connect(port, Ipv4Addr::new(127, 0, 0, 3))
+            .await
+            .is_ok()
+        {
+            peer = Some(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(peer.is_some(), "speaker never listened");
+
+    let mut peer = Peer::establish(port).await;
+    // The full table: our block, then End-of-RIB.
+    let first = peer.expect(|m| matches!(m, Message::Update(_))).await;
+    let Message::Update(update) = first else {
+        unreachable!()
+    };
+    assert_eq!(
+        update.announced(),
+        vec!["10.244.1.0/26".parse::<IpNet>().unwrap()]
+    );
+    peer.expect(is_end_of_rib).await;
+    let status = speaker.status().await;
+    assert_eq!(status[0].state, "up", "{status:?}");
+
+    // A route from the peer becomes a learned route.
+    let attributes = PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::default()),
+        local_pref: Some(100),
+        ..PathAttributes::default()
+    };
+    let routes = starling::bgp::codec::pack_announcements(
+        Family::IPV4_UNICAST,
+        NextHop::V4(Ipv4Addr::new(127, 0, 0, 9)),
+        &attributes,
+        &["10.244.7.0/26".parse().unwrap()],
+        &CodecOptions::FOUR_OCTET,
+    )
+    .unwrap();
+    for bytes in routes {
+        peer.stream.write_all(&bytes).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            learned.changed().await.unwrap();
+            let routes = learned.borrow_and_update().clone();
+            if routes
+                .iter()
+                .any(|route| route.prefix.to_string() == "10.244.7.0/26")
+            {
+                assert_eq!(routes[0].next_hop, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
+                break;
+            }
+        }
+    })
+    .await
+    .expect("learned route never published");
+
+    // ROUTE-REFRESH: the table again, then End-of-RIB.
+    peer.send(Message::RouteRefresh(RouteRefresh::new(
+        Family::IPV4_UNICAST,
+    )))
+    .await;
+    let again = peer.expect(|m| matches!(m, Message::Update(_))).await;
+    let Message::Update(update) = again else {
+        unreachable!()
+    };
+    assert_eq!(
+        update.announced(),
+        vec!["10.244.1.0/26".parse::<IpNet>().unwrap()]
+    );
+    peer.expect(is_end_of_rib).await;
+
+    // A broken marker: exactly the codec's NOTIFICATION, then the connection closes.
+    let mut garbage = Message::from(Update::end_of_rib(Family::IPV4_UNICAST))
+        .encode(&CodecOptions::FOUR_OCTET)
+        .unwrap();
+    garbage[3] = 0;
+    peer.stream.write_all(&garbage).await.unwrap();
+    let notification = peer.expect(|m| matches!(m, Message::Notification(_))).await;
+    assert_eq!(
+        notification,
+        Message::Notification(Notification::new(1, 1, Vec::new()))
+    );
+    assert!(peer.receive().await.is_none(), "connection stayed open");
+    let counted = metrics
+        .bgp_notifications_total
+        .with_label_values(&["Global_127_0_0_1", "malformed"])
+        .get();
+    assert_eq!(counted, 1);
+    // The learned route went with the session (no graceful restart was advertised).
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !learned.borrow_and_update().is_empty() {
+            learned.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("route of the dropped session stayed");
+
+    // A connection from an address that is no peer is closed without an OPEN.
+    let mut stranger = Peer::connect(port, Ipv4Addr::new(127, 0, 0, 2))
+        .await
+        .unwrap();
+    assert!(
+        stranger.receive().await.is_none(),
+        "unknown peer got an answer"
+    );
+
+    // The speaker is alive: the peer's next connection is answered with an OPEN.
+    let mut established = false;
+    for _ in 0..100 {
+        let mut retry = Peer::connect(port, PEER).await.unwrap();
+        let open = Open::new(AsNumber(AS), 90, Ipv4Addr::new(10, 0, 0, 2), vec![]);
+        retry.send(Message::Open(open)).await;
+        if let Some(Message::Open(_)) = retry.receive().await {
+            established = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(established, "speaker did not accept the peer again");
+    speaker.shutdown(false).await;
+}
