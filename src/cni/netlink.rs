@@ -213,12 +213,16 @@ impl Netlink {
         output_interface: u32,
         scope: RouteScope,
         protocol: u8,
+        metric: Option<u32>,
     ) -> Result<(), NetlinkFailure> {
         let action = match gateway {
             Some(gateway) => format!("adding route {destination} via {gateway}"),
             None => format!("adding route {destination} dev {output_interface}"),
         };
-        let message = route_message(destination, gateway, output_interface, scope, protocol);
+        let mut message = route_message(destination, gateway, output_interface, scope, protocol);
+        if let Some(metric) = metric {
+            message.attributes.push(RouteAttribute::Priority(metric));
+        }
         match self.handle.route().add(message).execute().await {
             Ok(()) => Ok(()),
             Err(source) => {

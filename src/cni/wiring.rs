@@ -42,6 +42,9 @@ pub const DEFAULT_MTU_FILE: &str = "/var/lib/calico/mtu";
 /// Used when neither the config nor the MTU file gives an MTU.
 pub const FALLBACK_MTU: u32 = 1450;
 
+/// Metric of host routes to pods (Felix's `ipv4NormalRoutePriority`, the dataplane's default).
+pub const WORKLOAD_ROUTE_METRIC: u32 = 1024;
+
 /// The host-side interface name for a pod.
 pub fn veth_name(prefix: &str, namespace: &str, pod: &str) -> String {
     let digest = Sha1::digest(format!("{namespace}.{pod}").as_bytes());
@@ -266,6 +269,7 @@ async fn wire_pod_side(
                 index,
                 RouteScope::Link,
                 netlink_packet_route::route::RouteProtocol::Boot.into(),
+                None,
             )
             .await
             .map_err(wiring_error)?;
@@ -276,6 +280,7 @@ async fn wire_pod_side(
                 index,
                 RouteScope::Universe,
                 netlink_packet_route::route::RouteProtocol::Boot.into(),
+                None,
             )
             .await
             .map_err(wiring_error)?;
@@ -288,6 +293,7 @@ async fn wire_pod_side(
                 index,
                 RouteScope::Universe,
                 netlink_packet_route::route::RouteProtocol::Boot.into(),
+                None,
             )
             .await
             .map_err(wiring_error)?;
@@ -419,6 +425,9 @@ impl PodDataplane for NetlinkDataplane {
                     host_index,
                     RouteScope::Link,
                     self.route_protocol,
+                    // The daemon's workload routes use Felix's normal priority; the same metric
+                    // makes this route the daemon's own, adopted without a second copy.
+                    Some(WORKLOAD_ROUTE_METRIC),
                 )
                 .await
                 .map_err(wiring_error)?;

@@ -1,43 +1,37 @@
 //! The daemon's answer to the CNI plugin's address-management requests
-//! (`crate::cni::ipam_protocol`).
-//!
-//! PLACEHOLDER: the integrator replaces the body with the real handler; until then every
-//! request is answered with an `Unavailable` error so the plugin reports "try again later".
+//! (`crate::cni::ipam_protocol`): `crate::ipam::service::IpamService`, fed with the local node
+//! as the state loop currently sees it (its labels drive pool nodeSelectors).
 
-use crate::cni::ipam_protocol::{IpamErrorKind, IpamRequest, IpamResponse};
-use crate::config::Config;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::compute::Computed;
 use crate::datastore::AnyDatastore;
 use crate::metrics::Metrics;
+use crate::model::CalicoNode;
 
-/// Serves IPAM requests for this node.
-pub struct IpamService {
-    #[allow(dead_code)]
-    config: Config,
-    #[allow(dead_code)]
+pub use crate::ipam::service::IpamService;
+
+/// Builds the node's IPAM service. On Kubernetes the service also reads pod and namespace
+/// annotations and writes the pod IP annotations.
+pub fn build(
     store: AnyDatastore,
-    node_name: String,
-    #[allow(dead_code)]
+    node_name: &str,
+    registered: CalicoNode,
+    computed: watch::Receiver<Option<Arc<Computed>>>,
     metrics: Metrics,
-}
-
-impl IpamService {
-    pub fn new(config: Config, store: AnyDatastore, node_name: String, metrics: Metrics) -> Self {
-        IpamService {
-            config,
-            store,
-            node_name,
-            metrics,
-        }
-    }
-
-    pub async fn handle(&self, request: IpamRequest) -> IpamResponse {
-        let _ = request;
-        IpamResponse::error(
-            IpamErrorKind::Unavailable,
-            format!(
-                "address management is not available in the daemon on node {} yet",
-                self.node_name
-            ),
-        )
-    }
+) -> IpamService {
+    let kube = match &store {
+        AnyDatastore::Kube(kube) => Some(kube.client()),
+        _ => None,
+    };
+    let node = Arc::new(move || {
+        computed
+            .borrow()
+            .as_ref()
+            .map(|c| c.local_node.clone())
+            .unwrap_or_else(|| registered.clone())
+    });
+    IpamService::new(store, node_name, kube, node, metrics)
 }

@@ -40,7 +40,6 @@ use crate::state::ClusterState;
 use crate::syncer::{Backoff, Syncer, SyncerContext};
 use compute::Computed;
 use dataplane::{DataplaneOptions, KernelMode};
-use ipam_service::IpamService;
 
 const STARTUP_REPORTER: &str = "startup";
 const DATAPLANE_REPORTER: &str = "dataplane";
@@ -350,10 +349,11 @@ impl Main {
             node_name: node_name.clone(),
             bgp_enabled,
             speaker: speaker.clone(),
-            ipam: Arc::new(IpamService::new(
-                self.config.clone(),
+            ipam: Arc::new(ipam_service::build(
                 self.store.clone(),
-                node_name.clone(),
+                &node_name,
+                outcome.node.clone(),
+                self.computed.subscribe(),
                 self.metrics.clone(),
             )),
         };

@@ -162,7 +162,10 @@ impl StateLoop {
             });
         }
 
-        if let Some(speaker_config) = &computed.speaker {
+        // Sessions are only configured from a complete view: a partial one (say, BGPPeers seen
+        // before the BGPConfiguration that turns the mesh off) would open sessions only to
+        // close them again a moment later.
+        if let Some(speaker_config) = computed.speaker.as_ref().filter(|_| full) {
             if last_speaker.as_ref() != Some(speaker_config) {
                 let mut speaker = self.speaker.lock().await;
                 match speaker.as_ref() {

@@ -67,6 +67,20 @@ pub(super) fn spawn_all(store: &EtcdStore, context: &SyncerContext) -> Vec<JoinH
     tasks
 }
 
+/// The state key of an etcd path: the part after the kind's prefix, which is the object name for
+/// named kinds (so `state.node("n1")` finds the same object on either datastore).
+fn state_key(prefix: &str, path: &str) -> String {
+    path.strip_prefix(prefix).unwrap_or(path).to_string()
+}
+
+fn rekey(prefix: &str, conversion: Conversion) -> Conversion {
+    match conversion {
+        Conversion::Valid(key, resource) => Conversion::Valid(state_key(prefix, &key), resource),
+        Conversion::Invalid(key, reason) => Conversion::Invalid(state_key(prefix, &key), reason),
+        Conversion::Absent(key) => Conversion::Absent(state_key(prefix, &key)),
+    }
+}
+
 async fn watch_kind(
     store: EtcdStore,
     kind: Kind,
@@ -95,7 +109,7 @@ async fn watch_kind(
         };
         let mut objects = BTreeMap::new();
         for (path, bytes) in &items {
-            match decode(path, bytes) {
+            match decode(path, bytes).map(|c| rekey(&prefix, c)) {
                 Some(Conversion::Valid(key, resource)) => {
                     objects.insert(key, resource);
                 }
@@ -126,10 +140,15 @@ async fn watch_kind(
                     for event in batch {
                         let update = match event {
                             RawEvent::Put { key, value } => match decode(&key, &value) {
-                                Some(conversion) => context.to_update(kind, conversion),
+                                Some(conversion) => {
+                                    context.to_update(kind, rekey(&prefix, conversion))
+                                }
                                 None => continue,
                             },
-                            RawEvent::Delete { key } => Update::Delete { kind, key },
+                            RawEvent::Delete { key } => Update::Delete {
+                                kind,
+                                key: state_key(&prefix, &key),
+                            },
                         };
                         context.count_update(kind);
                         if !context.send(update).await {
