@@ -224,14 +224,8 @@ async fn lost_watch_relists_without_touching_the_kernel() {
     })
     .await;
     let mut status = daemon.handle.driver_status.clone();
-    let settled = tokio::time::timeout(
-        DEADLINE,
-        status.wait_for(|s| s.converged && s.total_writes > 0),
-    )
-    .await
-    .expect("the driver converges")
-    .unwrap()
-    .clone();
+    let settled = settled_status(&daemon.handle).await;
+    assert!(settled.total_writes > 0);
 
     // History gone and every watch cut: the watchers must relist. The write to a kind nobody
     // watches moves the resourceVersion past what the watchers have seen, so resuming from it

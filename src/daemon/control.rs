@@ -31,7 +31,7 @@ pub enum DaemonRequest {
 #[serde(untagged)]
 pub enum ControlRequest {
     Daemon(DaemonRequest),
-    Ipam(IpamRequest),
+    Ipam(Box<IpamRequest>),
 }
 
 /// Any answer on the control socket.
@@ -69,7 +69,9 @@ impl ControlState {
             ControlRequest::Daemon(DaemonRequest::NodeStatus) => {
                 ControlResponse::NodeStatus(self.node_status().await)
             }
-            ControlRequest::Ipam(request) => ControlResponse::Ipam(self.ipam.handle(request).await),
+            ControlRequest::Ipam(request) => {
+                ControlResponse::Ipam(self.ipam.handle(*request).await)
+            }
         }
     }
 }
@@ -104,7 +106,7 @@ mod tests {
         let status: ControlRequest = serde_json::from_str(r#"{"request":"node_status"}"#).unwrap();
         assert_eq!(status, ControlRequest::Daemon(DaemonRequest::NodeStatus));
         let ipam: ControlRequest = serde_json::from_str(r#"{"request":"ipam_status"}"#).unwrap();
-        assert_eq!(ipam, ControlRequest::Ipam(IpamRequest::Status));
+        assert_eq!(ipam, ControlRequest::Ipam(Box::new(IpamRequest::Status)));
         assert!(serde_json::from_str::<ControlRequest>(r#"{"request":"reboot"}"#).is_err());
         let answer = serde_json::to_string(&ControlResponse::Ipam(IpamResponse::Ready)).unwrap();
         assert_eq!(answer, r#"{"result":"ready"}"#);
