@@ -117,8 +117,23 @@ impl DaemonHandle {
 /// Connects to the configured datastore.
 pub async fn connect(config: &Config) -> anyhow::Result<AnyDatastore> {
     match &config.datastore {
-        DatastoreSetting::Kubernetes { .. } => {
-            // KUBECONFIG (or the in-cluster service account) is read by kube's own loader.
+        DatastoreSetting::Kubernetes {
+            kubeconfig: Some(path),
+        } => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            let client_config = kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .with_context(|| format!("using the kubeconfig {}", path.display()))?;
+            let client =
+                kube::Client::try_from(client_config).context("building the Kubernetes client")?;
+            Ok(AnyDatastore::Kube(KubeStore::new(client)))
+        }
+        DatastoreSetting::Kubernetes { kubeconfig: None } => {
+            // No kubeconfig: the in-cluster service account (kube's default loader).
             let store = KubeStore::connect()
                 .await
                 .context("connecting to the Kubernetes API")?;
