@@ -126,7 +126,7 @@ pub enum Update {
     },
     Put {
         key: String,
-        resource: Resource,
+        resource: Box<Resource>,
     },
     Delete {
         kind: Kind,
@@ -164,10 +164,10 @@ impl ClusterState {
             }
             Update::Put { key, resource } => {
                 let slot = self.objects.entry(resource.kind()).or_default();
-                if slot.get(&key) == Some(&resource) {
+                if slot.get(&key) == Some(&*resource) {
                     return false;
                 }
-                slot.insert(key, resource);
+                slot.insert(key, *resource);
                 true
             }
             Update::Delete { kind, key } => self
@@ -336,11 +336,11 @@ mod tests {
         let mut state = ClusterState::new();
         assert!(state.apply(Update::Put {
             key: "a".into(),
-            resource: node("a")
+            resource: Box::new(node("a"))
         }));
         assert!(!state.apply(Update::Put {
             key: "a".into(),
-            resource: node("a")
+            resource: Box::new(node("a"))
         }));
         assert!(state.apply(Update::Delete {
             kind: Kind::Node,

@@ -224,14 +224,8 @@ async fn lost_watch_relists_without_touching_the_kernel() {
     })
     .await;
     let mut status = daemon.handle.driver_status.clone();
-    let settled = tokio::time::timeout(
-        DEADLINE,
-        status.wait_for(|s| s.converged && s.total_writes > 0),
-    )
-    .await
-    .expect("the driver converges")
-    .unwrap()
-    .clone();
+    let settled = settled_status(&daemon.handle).await;
+    assert!(settled.total_writes > 0);
 
     // History gone and every watch cut: the watchers must relist. The write to a kind nobody
     // watches moves the resourceVersion past what the watchers have seen, so resuming from it
@@ -283,7 +277,13 @@ async fn readiness_fails_while_the_datastore_is_unreachable() {
         "nodes",
         k8s_node("node-a", &[(annotation::IPV4_ADDRESS, "10.0.0.1/24")]),
     );
-    let daemon = start_daemon(store, &registered("node-a", "10.0.0.1/24"), "vxlan", &[]).await;
+    let daemon = start_daemon(
+        store.clone(),
+        &registered("node-a", "10.0.0.1/24"),
+        "vxlan",
+        &[],
+    )
+    .await;
     let address = daemon.handle.health_address;
     eventually("readiness 200", || async move {
         http_get(address, "/readiness").await.0 == 200
@@ -295,11 +295,21 @@ async fn readiness_fails_while_the_datastore_is_unreachable() {
         assert!(body.contains(reporter), "{body}");
     }
 
+    store
+        .create(&remote_block("10.244.1.0/26", "node-b"))
+        .await
+        .unwrap();
+    wait_computed(&daemon, "the block", |c| c.dataplane.blocks.len() == 1).await;
+
     server.set_unavailable(true);
     eventually("readiness 503 while the API answers 503", || async move {
         http_get(address, "/readiness").await.0 == 503
     })
     .await;
+    // Deleted while the watch is down: the relist must notice.
+    let blocks = server.list_objects("crd.projectcalico.org/v1", "ipamblocks", None);
+    let block_name = blocks[0]["metadata"]["name"].as_str().unwrap().to_string();
+    server.delete_object("crd.projectcalico.org/v1", "ipamblocks", None, &block_name);
     let (status, body) = http_get(address, "/readiness").await;
     assert_eq!(status, 503);
     assert!(body.contains("waiting for"), "{body}");
@@ -309,6 +319,12 @@ async fn readiness_fails_while_the_datastore_is_unreachable() {
     eventually("readiness 200 again", || async move {
         http_get(address, "/readiness").await.0 == 200
     })
+    .await;
+    wait_computed(
+        &daemon,
+        "the block deleted during the outage is gone",
+        |c| c.dataplane.datastore_in_sync && c.dataplane.blocks.is_empty(),
+    )
     .await;
     daemon.handle.shutdown().await;
 }

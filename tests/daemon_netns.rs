@@ -116,11 +116,7 @@ fn routes_are_programmed_survive_a_relist_and_stay_after_shutdown() {
         })
         .await;
         let mut status = handle.driver_status.clone();
-        let settled = tokio::time::timeout(DEADLINE, status.wait_for(|s| s.converged))
-            .await
-            .unwrap()
-            .unwrap()
-            .clone();
+        let settled = settled_status(&handle).await;
         let before = starling_routes(&namespace);
         let mtu = std::fs::read_to_string(directory.path().join("mtu")).unwrap();
         assert_eq!(mtu, "1450", "pod MTU = eth0 1500 - VXLAN 50");

@@ -21,7 +21,7 @@ use crate::state::{Kind, LocalPod, Resource, SecretData};
 /// What one stored object means for the state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Conversion {
-    Valid(String, Resource),
+    Valid(String, Box<Resource>),
     /// Not ours to show (a delete in progress, a host-network pod): absent, silently.
     Absent(String),
     /// Broken: absent, logged and counted.
@@ -111,7 +111,7 @@ impl WatchedKind for IpamConfig {
 
 fn finish(key: String, result: Result<Resource, String>) -> Conversion {
     match result {
-        Ok(resource) => Conversion::Valid(key, resource),
+        Ok(resource) => Conversion::Valid(key, Box::new(resource)),
         Err(reason) => Conversion::Invalid(key, reason),
     }
 }
@@ -202,11 +202,11 @@ pub fn pod(pod: &Pod) -> Conversion {
     };
     Conversion::Valid(
         key,
-        Resource::Pod(LocalPod {
+        Box::new(Resource::Pod(LocalPod {
             namespace,
             name,
             addresses,
-        }),
+        })),
     )
 }
 
@@ -222,5 +222,5 @@ pub fn secret(secret: &Secret) -> Conversion {
     for (key, value) in secret.string_data.iter().flatten() {
         data.insert(key.clone(), value.clone());
     }
-    Conversion::Valid(name, Resource::Secret(SecretData { data }))
+    Conversion::Valid(name, Box::new(Resource::Secret(SecretData { data })))
 }

@@ -111,7 +111,7 @@ async fn watch_kind(
         for (path, bytes) in &items {
             match decode(path, bytes).map(|c| rekey(&prefix, c)) {
                 Some(Conversion::Valid(key, resource)) => {
-                    objects.insert(key, resource);
+                    objects.insert(key, *resource);
                 }
                 Some(Conversion::Invalid(key, reason)) => context.reject(kind, &key, &reason),
                 Some(Conversion::Absent(_)) | None => {}

@@ -59,7 +59,9 @@ pub(super) fn spawn_all(
             |node: &Node| {
                 Conversion::Valid(
                     node.name_any(),
-                    StateResource::Node(crate::resources::node::calico_node_from_k8s(node)),
+                    Box::new(StateResource::Node(
+                        crate::resources::node::calico_node_from_k8s(node),
+                    )),
                 )
             },
             context.clone(),
@@ -116,7 +118,7 @@ async fn watch_kind<O, F>(
                     if let Some(listing) = listing.as_mut() {
                         match conversion {
                             Conversion::Valid(key, resource) => {
-                                listing.insert(key, resource);
+                                listing.insert(key, *resource);
                             }
                             Conversion::Invalid(key, reason) => context.reject(kind, &key, &reason),
                             Conversion::Absent(_) => {}

@@ -88,6 +88,12 @@ pub struct Backoff {
     next: Duration,
 }
 
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Backoff {
     const INITIAL: Duration = Duration::from_millis(100);
     const MAXIMUM: Duration = Duration::from_secs(30);

@@ -178,3 +178,27 @@ pub fn k8s_node(name: &str, annotations: &[(&str, &str)]) -> Value {
         "spec": {},
     })
 }
+
+/// The driver status once the first full desired state is applied (the dataplane reporter is
+/// ready) and the last pass converged: later writes are caused by later changes.
+pub async fn settled_status(handle: &DaemonHandle) -> starling::dataplane::driver::DriverStatus {
+    let health = handle.health.clone();
+    eventually("the first full dataplane apply", || {
+        let health = health.clone();
+        async move {
+            health
+                .summary(std::time::Instant::now())
+                .reporters
+                .iter()
+                .any(|reporter| reporter.name == "dataplane" && reporter.ready)
+        }
+    })
+    .await;
+    let mut status = handle.driver_status.clone();
+    let settled = tokio::time::timeout(DEADLINE, status.wait_for(|s| s.converged))
+        .await
+        .expect("the driver converges")
+        .expect("the driver is running")
+        .clone();
+    settled
+}
