@@ -115,6 +115,44 @@ fn routes_are_programmed_survive_a_relist_and_stay_after_shutdown() {
             }
         })
         .await;
+        // Start-up's tunnel-address management gives node-a an IPAM-backed VXLAN address (the
+        // one registered above was never allocated); let that change land before measuring.
+        let server_ref = &server;
+        eventually("the VXLAN tunnel address allocated through IPAM", || async move {
+            server_ref
+                .get_object("crd.projectcalico.org/v1", "ipamhandles", None, "vxlan-tunnel-addr-node-a")
+                .is_some()
+        })
+        .await;
+        let mut computed_view = handle.computed.clone();
+        let tunnel = tokio::time::timeout(
+            DEADLINE,
+            computed_view.wait_for(|c| {
+                c.as_ref().is_some_and(|c| {
+                    c.local_node.ipv4_vxlan_tunnel_addr
+                        != Some("10.244.0.1".parse().unwrap())
+                })
+            }),
+        )
+        .await
+        .expect("the re-allocated tunnel address reaches the state")
+        .unwrap()
+        .as_ref()
+        .and_then(|c| c.local_node.ipv4_vxlan_tunnel_addr)
+        .expect("a tunnel address");
+        let ns = namespace.clone();
+        eventually("the new tunnel address on vxlan.calico", || {
+            let ns = ns.clone();
+            async move {
+                let output = std::process::Command::new("ip")
+                    .args(["-n", &ns, "-4", "addr", "show", "dev", "vxlan.calico"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                output.contains(&format!("inet {tunnel}/32"))
+            }
+        })
+        .await;
         let mut status = handle.driver_status.clone();
         let settled = settled_status(&handle).await;
         let before = starling_routes(&namespace);
