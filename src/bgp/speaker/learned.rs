@@ -55,6 +55,11 @@ impl LearnedTable {
         self.refresh(rib, policy, &prefixes);
     }
 
+    /// Whether the table changed since the last publication.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     /// Publishes the table when it changed since the last publication.
     pub fn publish(&mut self, sender: &watch::Sender<Arc<Vec<LearnedRoute>>>) {
         if self.dirty {
