@@ -136,6 +136,20 @@ impl Lab {
                 "ip",
                 &["-n", node.name(), "addr", "add", &address, "dev", "eth0"],
             );
+            let address6 = format!("{}/64", Lab::address6(index));
+            run(
+                "ip",
+                &[
+                    "-n",
+                    node.name(),
+                    "addr",
+                    "add",
+                    &address6,
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            );
             run("ip", &["-n", node.name(), "link", "set", "eth0", "up"]);
             nodes.push(node);
         }
@@ -144,6 +158,10 @@ impl Lab {
 
     pub fn address(index: usize) -> Ipv4Addr {
         Ipv4Addr::new(10, 77, 0, 11 + index as u8)
+    }
+
+    pub fn address6(index: usize) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 11 + index as u16)
     }
 
     pub fn namespace(&self, index: usize) -> &str {
@@ -270,7 +288,7 @@ impl Starling {
                     Arc::new(compute(&DataplaneInput {
                         config: DataplaneConfig {
                             ip_forwarding: false,
-                            ipv6_support: false,
+                            ipv6_support: true,
                             ..DataplaneConfig::default()
                         },
                         learned_routes: routes.to_vec(),
