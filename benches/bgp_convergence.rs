@@ -60,6 +60,12 @@ fn main() {
 
     let (starling_time, starling_rss) = receiver_run(&routes, Receiver::Starling);
     let (bird_time, bird_rss) = receiver_run(&routes, Receiver::Bird);
+    let (alone_time, alone_rss) = receiver_run(&routes, Receiver::StarlingSpeakerOnly);
+    println!(
+        "receiver, Starling speaker alone (routes handed to the dataplane, not installed): {:.2} s, {} MiB RSS",
+        alone_time.as_secs_f64(),
+        alone_rss / 1024
+    );
     println!(
         "receiver: Starling {:.2} s, {} MiB RSS; BIRD {:.2} s, {} MiB RSS; time ratio Starling/BIRD {:.2}, memory ratio {:.2}",
         starling_time.as_secs_f64(),
@@ -83,6 +89,9 @@ fn main() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Receiver {
     Starling,
+    /// The Starling speaker without kernel programming: done when it has published every
+    /// route for the dataplane (separates the speaker's time and memory from the dataplane's).
+    StarlingSpeakerOnly,
     Bird,
 }
 
@@ -151,18 +160,24 @@ fn start(
     directory: &std::path::Path,
     peers: &[usize],
     reflector: bool,
+    expected: usize,
 ) -> Running {
     let own = Lab::address(0);
     match kind {
-        Receiver::Starling => {
+        Receiver::Starling | Receiver::StarlingSpeakerOnly => {
+            let mode = match (kind, reflector) {
+                (Receiver::StarlingSpeakerOnly, _) => format!("speaker-only:{expected}"),
+                (_, true) => "reflector".to_string(),
+                (_, false) => "plain".to_string(),
+            };
             let mut command = Command::new(std::env::current_exe().unwrap());
             command
                 .arg("child-speaker")
                 .arg(lab.namespace(0))
-                .arg(if reflector { "reflector" } else { "plain" })
+                .arg(mode)
                 .args(peers.iter().map(|peer| Lab::address(*peer).to_string()))
                 .stdin(Stdio::piped())
-                .stdout(Stdio::null());
+                .stdout(Stdio::piped());
             Running::Starling(command.spawn().unwrap())
         }
         Receiver::Bird => {
@@ -192,11 +207,15 @@ fn start(
     }
 }
 
-/// Benchmark mode of this executable: the Starling speaker plus dataplane in a namespace
+/// Benchmark mode of this executable: the Starling speaker (plus dataplane, unless
+/// `speaker-only:N`, which prints `converged` once N routes were published) in a namespace
 /// until stdin closes.
 fn child_speaker(arguments: &[String]) {
     let namespace = &arguments[0];
     let reflector = arguments[1] == "reflector";
+    let speaker_only: Option<usize> = arguments[1]
+        .strip_prefix("speaker-only:")
+        .and_then(|count| count.parse().ok());
     let own = Lab::address(0);
     let sessions = arguments[2..]
         .iter()
@@ -212,7 +231,18 @@ fn child_speaker(arguments: &[String]) {
     let mut config = speaker_config(0, AS, &[], sessions);
     // Reflect everything the benchmark announces (Calico reflects pool routes).
     config.policy.pools[0].cidr = "0.0.0.0/0".parse().unwrap();
-    let speaker = Starling::start(namespace, config);
+    let speaker = match speaker_only {
+        Some(expected) => {
+            let speaker = Starling::start_without_dataplane(namespace, config);
+            while speaker.learned_count() < expected {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!("converged");
+            let _ = std::io::stdout().flush();
+            speaker
+        }
+        None => Starling::start(namespace, config),
+    };
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     speaker.stop(false);
@@ -344,7 +374,7 @@ fn drain(mut peer: MiniPeer) {
 fn receiver_run(routes: &[IpNet], kind: Receiver) -> (Duration, u64) {
     let directory = tempfile::tempdir().unwrap();
     let lab = Lab::new("bench", 2);
-    let running = start(kind, &lab, directory.path(), &[1], false);
+    let mut running = start(kind, &lab, directory.path(), &[1], false, routes.len());
     let injector = Lab::address(1);
     let injector_namespace = lab.namespace(1).to_string();
     let routes = routes.to_vec();
@@ -369,22 +399,32 @@ fn receiver_run(routes: &[IpNet], kind: Receiver) -> (Duration, u64) {
     });
     let begin = started.recv().unwrap();
     let protocol = match kind {
-        Receiver::Starling => "81",
         Receiver::Bird => "bird",
+        _ => "81",
     };
     let mut elapsed = None;
-    let deadline = begin + Duration::from_secs(600);
-    while Instant::now() < deadline {
-        if kernel_route_count(lab.namespace(0), protocol) >= count {
+    if let (Receiver::StarlingSpeakerOnly, Running::Starling(child)) = (kind, &mut running) {
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        if std::io::BufRead::read_line(&mut BufReader::new(stdout), &mut line).is_ok()
+            && line.trim() == "converged"
+        {
             elapsed = Some(begin.elapsed());
-            break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+    } else {
+        let deadline = begin + Duration::from_secs(600);
+        while Instant::now() < deadline {
+            if kernel_route_count(lab.namespace(0), protocol) >= count {
+                elapsed = Some(begin.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    let elapsed = elapsed.unwrap_or_else(|| panic!("{kind:?} never installed all routes"));
+    let elapsed = elapsed.unwrap_or_else(|| panic!("{kind:?} never got all routes"));
     let rss = running.rss_kib();
     println!(
-        "  {kind:?} receiver: {count} routes in the kernel after {:.2} s, RSS {} KiB",
+        "  {kind:?} receiver: {count} routes done after {:.2} s, RSS {} KiB",
         elapsed.as_secs_f64(),
         rss
     );
@@ -398,7 +438,7 @@ fn reflector_run(routes: &[IpNet], kind: Receiver) -> Duration {
     let directory = tempfile::tempdir().unwrap();
     let lab = Lab::new("rr", CLIENTS + 2);
     let peers: Vec<usize> = (1..=CLIENTS + 1).collect();
-    let running = start(kind, &lab, directory.path(), &peers, true);
+    let running = start(kind, &lab, directory.path(), &peers, true, routes.len());
     let count = routes.len();
     let reflector = Lab::address(0);
     // Receiving clients first, so their sessions are up before the announcement.

@@ -290,3 +290,72 @@ fn md5_password_right_establishes_wrong_never_does() {
         .unwrap();
     assert_eq!(row.state, "start", "{row:?}");
 }
+
+#[test]
+fn bird_ibgp_over_ipv6() {
+    if !require_root("bird_ibgp_over_ipv6") || !have("bird") {
+        return;
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let lab = Lab::new("v", 2);
+    let (starling_address, bird_address) = (Lab::address6(0), Lab::address6(1));
+    let bird = Bird::start(
+        lab.namespace(1),
+        directory.path(),
+        "bird",
+        &format!(
+            "router id {};
+protocol device {{ scan time 2; }}
+protocol kernel {{ ipv6 {{ import none; export filter {{ if source = RTS_BGP then accept; reject; }}; }}; }}
+protocol static {{ ipv6; route fd00:244:2::/64 blackhole; }}
+protocol bgp starling {{
+  local {bird_address} as {AS};
+  neighbor {starling_address} as {AS};
+  direct; connect delay time 1; connect retry time 2;
+  ipv6 {{ import all; export all; }};
+}}
+",
+            Lab::address(1)
+        ),
+    );
+    let mut spec = session(Lab::address(1), AS, AS, Lab::address(0));
+    spec.name = "Global_fd77__12".into();
+    spec.peer_address = bird_address.into();
+    spec.source_address = Some(starling_address.into());
+    let mut config = speaker_config(0, AS, &["fd00:244:1::/64"], vec![spec]);
+    config.policy.pools[0].cidr = "fd00:244::/48".parse().unwrap();
+    let starling = Starling::start(lab.namespace(0), config);
+    assert!(
+        eventually(Duration::from_secs(30), || bird.established("starling")),
+        "IPv6 session never established: {:?}",
+        starling.status()
+    );
+    let has = |namespace: &str, prefix: &str, gateway: std::net::Ipv6Addr| {
+        let text = run(
+            "ip",
+            &["-n", namespace, "-6", "-j", "route", "show", prefix],
+        );
+        let routes: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        routes
+            .iter()
+            .any(|route| route["gateway"].as_str() == Some(&gateway.to_string()))
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || has(
+            lab.namespace(1),
+            "fd00:244:1::/64",
+            starling_address
+        )),
+        "bird: {:?}",
+        bird.try_command("show route all")
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || has(
+            lab.namespace(0),
+            "fd00:244:2::/64",
+            bird_address
+        )),
+        "starling kernel: {}",
+        run("ip", &["-n", lab.namespace(0), "-6", "route"])
+    );
+}

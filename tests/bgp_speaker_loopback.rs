@@ -284,3 +284,86 @@ async fn session_malformed_input_unknown_peer_and_refresh() {
     assert!(established, "speaker did not accept the peer again");
     speaker.shutdown(false).await;
 }
+
+impl Peer {
+    async fn establish_from(port: u16, source: Ipv4Addr) -> Peer {
+        let mut peer = Peer::connect(port, source).await.unwrap();
+        let open = Open::new(
+            AsNumber(AS),
+            90,
+            source,
+            vec![
+                Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::RouteRefresh,
+            ],
+        );
+        peer.send(Message::Open(open)).await;
+        peer.expect(|m| matches!(m, Message::Open(_))).await;
+        peer.send(Message::Keepalive).await;
+        peer.expect(is_end_of_rib).await;
+        peer
+    }
+}
+
+#[tokio::test]
+async fn configuration_update_restarts_only_the_changed_session() {
+    const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+    let port = free_port();
+    let mut initial = config(port);
+    let mut other = initial.sessions["Global_127_0_0_1"].clone();
+    other.name = "Global_127_0_0_4".into();
+    other.peer_address = IpAddr::V4(OTHER);
+    initial.sessions.insert(other.name.clone(), other);
+    let speaker = SpeakerHandle::spawn(initial.clone(), Metrics::new());
+    let mut listening = false;
+    for _ in 0..50 {
+        if Peer::connect(port, Ipv4Addr::new(127, 0, 0, 3))
+            .await
+            .is_ok()
+        {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listening, "speaker never listened");
+    let mut kept = Peer::establish_from(port, PEER).await;
+    let mut changed = Peer::establish_from(port, OTHER).await;
+
+    // Only the second session's specification changes.
+    let mut update = initial.clone();
+    update
+        .sessions
+        .get_mut("Global_127_0_0_4")
+        .unwrap()
+        .keepalive_time = Some(Duration::from_secs(10));
+    speaker.update(update);
+    let notification = changed
+        .expect(|m| matches!(m, Message::Notification(_)))
+        .await;
+    assert_eq!(
+        notification,
+        Message::Notification(Notification::new(6, 2, Vec::new())),
+        "administrative shutdown Cease for the changed session"
+    );
+    assert!(changed.receive().await.is_none());
+
+    // The unchanged session is still the same connection and still answers.
+    kept.send(Message::RouteRefresh(RouteRefresh::new(
+        Family::IPV4_UNICAST,
+    )))
+    .await;
+    kept.expect(is_end_of_rib).await;
+    let status = speaker.status().await;
+    let row = status
+        .iter()
+        .find(|row| row.address == IpAddr::V4(PEER))
+        .unwrap();
+    assert_eq!(row.state, "up", "{status:?}");
+
+    // The changed session comes back under its new specification.
+    let _again = Peer::establish_from(port, OTHER).await;
+    speaker.shutdown(true).await;
+    // A graceful shutdown closes without a Cease.
+    assert!(kept.receive().await.is_none(), "expected a plain close");
+}

@@ -201,3 +201,48 @@ pub fn set_ipv6_only(socket: &impl AsRawFd) -> io::Result<()> {
     )
     .map_err(|error| io::Error::other(error.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_keys_are_set_and_removed_on_a_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer: IpAddr = "127.0.0.7".parse().unwrap();
+        set_md5_password(&listener, false, peer, Some("secret")).unwrap();
+        set_md5_password(&listener, false, peer, None).unwrap();
+    }
+
+    #[test]
+    fn overlong_password_is_refused_with_the_peer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer: IpAddr = "127.0.0.7".parse().unwrap();
+        let error = set_md5_password(&listener, false, peer, Some(&"x".repeat(81))).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TCP MD5 password for 127.0.0.7 is 81 bytes; at most 80 are allowed"
+        );
+    }
+
+    #[test]
+    fn ttl_security_sets_the_minimum_ttl() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        set_ttl_security(&listener, local, "127.0.0.7".parse().unwrap(), 2).unwrap();
+        let mut value: libc::c_int = 0;
+        let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one c_int into a live local.
+        let result = unsafe {
+            libc::getsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MINTTL,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut length,
+            )
+        };
+        assert_eq!(result, 0);
+        assert_eq!(value, 254);
+    }
+}

@@ -27,7 +27,7 @@ impl Bird {
         let config_path = directory.join(format!("{name}.conf"));
         std::fs::write(&config_path, config).unwrap();
         let socket = directory.join(format!("{name}.ctl"));
-        let daemon = Bird::spawn(namespace, directory, name, &config_path, &socket);
+        let daemon = Bird::spawn(namespace, directory, name, &config_path, &socket, false);
         let bird = Bird {
             daemon,
             socket,
@@ -51,8 +51,9 @@ impl Bird {
         name: &str,
         config: &Path,
         socket: &Path,
+        recovering: bool,
     ) -> Daemon {
-        let arguments: Vec<String> = vec![
+        let mut arguments: Vec<String> = vec![
             "bird".into(),
             "-f".into(),
             "-c".into(),
@@ -62,6 +63,9 @@ impl Bird {
             "-P".into(),
             directory.join(format!("{name}.pid")).display().to_string(),
         ];
+        if recovering {
+            arguments.push("-R".into());
+        }
         Daemon::spawn(
             namespace,
             name,
@@ -70,7 +74,8 @@ impl Bird {
         )
     }
 
-    /// Starts the same configuration again after [`Daemon::kill`].
+    /// Starts the same configuration again after [`Daemon::kill`], in graceful restart
+    /// recovery (`-R`: Restart State and Forwarding State bits set, End-of-RIB when done).
     pub fn restart(&mut self) {
         let name = self.daemon.name.clone();
         self.daemon = Bird::spawn(
@@ -79,6 +84,7 @@ impl Bird {
             &name,
             &self.config,
             &self.socket,
+            true,
         );
         assert!(
             eventually(Duration::from_secs(10), || self

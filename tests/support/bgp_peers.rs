@@ -136,6 +136,20 @@ impl Lab {
                 "ip",
                 &["-n", node.name(), "addr", "add", &address, "dev", "eth0"],
             );
+            let address6 = format!("{}/64", Lab::address6(index));
+            run(
+                "ip",
+                &[
+                    "-n",
+                    node.name(),
+                    "addr",
+                    "add",
+                    &address6,
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            );
             run("ip", &["-n", node.name(), "link", "set", "eth0", "up"]);
             nodes.push(node);
         }
@@ -144,6 +158,10 @@ impl Lab {
 
     pub fn address(index: usize) -> Ipv4Addr {
         Ipv4Addr::new(10, 77, 0, 11 + index as u8)
+    }
+
+    pub fn address6(index: usize) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 11 + index as u16)
     }
 
     pub fn namespace(&self, index: usize) -> &str {
@@ -233,6 +251,7 @@ enum Control {
     Update(Box<SpeakerConfig>),
     Status(std::sync::mpsc::Sender<Vec<PeerStatus>>),
     Shutdown(bool),
+    LearnedCount(std::sync::mpsc::Sender<usize>),
 }
 
 /// The Starling speaker in a namespace, its learned routes programmed into that namespace's
@@ -246,15 +265,26 @@ pub struct Starling {
 
 impl Starling {
     pub fn start(namespace: &str, config: SpeakerConfig) -> Starling {
-        Starling::launch(namespace, config, false)
+        Starling::launch(namespace, config, false, true)
+    }
+
+    /// Starts the speaker alone: learned routes are counted but not programmed (benchmarks use
+    /// it to tell the speaker's memory from the dataplane's).
+    pub fn start_without_dataplane(namespace: &str, config: SpeakerConfig) -> Starling {
+        Starling::launch(namespace, config, false, false)
     }
 
     /// Starts the speaker as after a graceful restart of this node (Restart State bit set).
     pub fn start_restarting(namespace: &str, config: SpeakerConfig) -> Starling {
-        Starling::launch(namespace, config, true)
+        Starling::launch(namespace, config, true, true)
     }
 
-    fn launch(namespace: &str, config: SpeakerConfig, restarting: bool) -> Starling {
+    fn launch(
+        namespace: &str,
+        config: SpeakerConfig,
+        restarting: bool,
+        with_dataplane: bool,
+    ) -> Starling {
         let (control, mut commands) = mpsc::unbounded_channel();
         let namespace = namespace.to_string();
         let initial = config.clone();
@@ -270,7 +300,7 @@ impl Starling {
                     Arc::new(compute(&DataplaneInput {
                         config: DataplaneConfig {
                             ip_forwarding: false,
-                            ipv6_support: false,
+                            ipv6_support: true,
                             ..DataplaneConfig::default()
                         },
                         learned_routes: routes.to_vec(),
@@ -288,23 +318,24 @@ impl Starling {
                     mtu_file: None,
                     ..DriverOptions::default()
                 };
-                let dataplane = tokio::spawn(driver::run(
-                    kernel,
-                    desired,
-                    kicks,
-                    options,
-                    status_sender,
-                ));
+                let dataplane = with_dataplane.then(|| {
+                    tokio::spawn(driver::run(kernel, desired, kicks, options, status_sender))
+                });
+                let mut learned_count = 0;
                 loop {
                     tokio::select! {
                         changed = learned.changed() => {
                             if changed.is_err() { break; }
                             let routes = learned.borrow_and_update().clone();
-                            desired_sender.send_replace(input(&routes));
+                            learned_count = routes.len();
+                            if with_dataplane {
+                                desired_sender.send_replace(input(&routes));
+                            }
                         }
                         command = commands.recv() => match command {
                             Some(Control::Update(config)) => speaker.update(*config),
                             Some(Control::Status(reply)) => { let _ = reply.send(speaker.status().await); }
+                            Some(Control::LearnedCount(reply)) => { let _ = reply.send(learned_count); }
                             Some(Control::Shutdown(graceful)) => {
                                 speaker.shutdown(graceful).await;
                                 break;
@@ -317,7 +348,9 @@ impl Starling {
                     }
                 }
                 drop(desired_sender);
-                let _ = dataplane.await;
+                if let Some(dataplane) = dataplane {
+                    let _ = dataplane.await;
+                }
             })
             .unwrap();
         });
@@ -341,6 +374,15 @@ impl Starling {
         receiver
             .recv_timeout(Duration::from_secs(5))
             .unwrap_or_default()
+    }
+
+    /// Number of learned routes last published by the speaker.
+    pub fn learned_count(&self) -> usize {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        if self.control.send(Control::LearnedCount(sender)).is_err() {
+            return 0;
+        }
+        receiver.recv_timeout(Duration::from_secs(5)).unwrap_or(0)
     }
 
     /// Whether the session to `peer` is Established.

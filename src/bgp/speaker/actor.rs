@@ -88,7 +88,12 @@ pub(super) struct Actor {
     internal_sender: mpsc::UnboundedSender<Internal>,
     connection_sender: mpsc::UnboundedSender<(ConnectionId, ConnectionEvent)>,
     closing: Vec<Connection>,
+    last_publish: Option<Instant>,
+    publish_pending: Option<Instant>,
 }
+
+/// Shortest interval between two publications of learned routes.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 fn cluster_id(config: &SpeakerConfig) -> Option<std::net::Ipv4Addr> {
     config
@@ -139,6 +144,8 @@ pub(super) async fn run(
         internal_sender,
         connection_sender,
         closing: Vec::new(),
+        last_publish: None,
+        publish_pending: None,
     };
     actor.configure(initial, true);
     loop {
@@ -170,8 +177,7 @@ pub(super) async fn run(
         actor.after_event();
         // Publish once a burst of events has been handled rather than after every UPDATE.
         if connection_events.is_empty() && internal.is_empty() {
-            actor.learned.publish(&actor.learned_sender);
-            actor.refresh_metrics();
+            actor.publish_learned(Instant::now());
         }
     }
 }
@@ -351,7 +357,28 @@ impl Actor {
         self.export_all();
     }
 
+    /// Publishes learned routes at most every [`PUBLISH_INTERVAL`]: each publication makes the
+    /// dataplane recompute and reconcile its whole route table, so a table arriving in hundreds
+    /// of UPDATEs is handed over in a few steps instead of hundreds.
+    fn publish_learned(&mut self, now: Instant) {
+        if !self.learned.is_dirty() {
+            return;
+        }
+        match self.last_publish {
+            Some(last) if now < last + PUBLISH_INTERVAL => {
+                self.publish_pending = Some(last + PUBLISH_INTERVAL);
+            }
+            _ => {
+                self.learned.publish(&self.learned_sender);
+                self.last_publish = Some(now);
+                self.publish_pending = None;
+                self.refresh_metrics();
+            }
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
+        let pending = self.publish_pending;
         self.sessions
             .values()
             .flat_map(|state| {
@@ -362,10 +389,15 @@ impl Actor {
                 ]
             })
             .flatten()
+            .chain(pending)
             .min()
     }
 
     fn timers(&mut self, now: Instant) {
+        if self.publish_pending.is_some_and(|at| at <= now) {
+            self.publish_pending = None;
+            self.publish_learned(now);
+        }
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {
             for which in [Which::Primary, Which::Secondary] {
