@@ -171,8 +171,13 @@ impl StateLoop {
                 match speaker.as_ref() {
                     Some(handle) => handle.update(speaker_config.clone()),
                     None => {
-                        let handle =
-                            SpeakerHandle::spawn(speaker_config.clone(), self.metrics.clone());
+                        // Like calico-node's `bird -R`: start in graceful-restart recovery, so
+                        // after a daemon restart peers keep our routes (still in every kernel)
+                        // until our End-of-RIB; on a first start the bit costs nothing.
+                        let handle = SpeakerHandle::spawn_restarting(
+                            speaker_config.clone(),
+                            self.metrics.clone(),
+                        );
                         *learned = Some(handle.learned_routes());
                         *speaker = Some(handle);
                     }
