@@ -292,8 +292,21 @@ fn nat_outgoing_shows_the_node_address_outside() {
 fn node_restart_keeps_traffic_and_converges() {
     require_root!();
     let lab = Lab::up("e2erst", Mode::Bgp, 3, 1);
-    lab.assert_full_matrix(Duration::from_secs(60));
     let names = lab.names();
+    // A short mesh restart time, so "a node that stays away" is decided within the test.
+    lab::etcd::put_all(
+        &names,
+        &lab.state.etcd_endpoints,
+        vec![(
+            "/calico/resources/v3/projectcalico.org/bgpconfigurations/default".to_string(),
+            serde_json::json!({"apiVersion": "projectcalico.org/v3", "kind": "BGPConfiguration",
+                "metadata": {"name": "default"},
+                "spec": {"asNumber": 64512, "nodeToNodeMeshEnabled": true,
+                         "nodeMeshMaxRestartTime": "4s"}}),
+        )],
+    )
+    .unwrap();
+    lab.assert_full_matrix(Duration::from_secs(60));
     let before = lab.routes(1);
     // Stop node3's daemon: its routes stay everywhere (kernel keeps them, peers hold them as stale).
     let pid = lab.state.daemon_pids[2];
@@ -317,7 +330,22 @@ fn node_restart_keeps_traffic_and_converges() {
         before,
         "routes on node1 changed across node3's restart"
     );
+
+    // node3 goes away for good: after its restart time the others withdraw its routes.
     lab::daemons::stop(new_pid, Duration::from_secs(10));
+    let gone = Instant::now();
+    let via_node3 = format!("via {}", topology::node_address(3));
+    assert!(
+        poll(Duration::from_secs(30), || !lab
+            .routes(1)
+            .contains(&via_node3)),
+        "node1 still routes to node3 long after its restart time:\n{}",
+        lab.routes(1)
+    );
+    eprintln!(
+        "node3's routes withdrawn {:.1?} after it stopped",
+        gone.elapsed()
+    );
 }
 
 #[test]
