@@ -160,6 +160,25 @@ fn bgp_full_mesh_routes_learned_over_bgp() {
             .filter(|p| p.info.contains("Established"))
             .count();
         assert_eq!(established, 2, "node{node}: {}", status.render());
+        // The operator's view: `starling node status` prints the same two sessions.
+        let printed = std::process::Command::new(env!("CARGO_BIN_EXE_starling"))
+            .args(["node", "status", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&printed.stdout);
+        assert!(printed.status.success(), "{text}");
+        assert!(
+            text.contains("IPv4 BGP status") && text.contains("PEER ADDRESS"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains("node-to-node mesh") && l.contains("Established"))
+                .count(),
+            2,
+            "{text}"
+        );
         // Every other node's pods are reached through a route via that node's address.
         for other in (1..=3).filter(|o| *o != node) {
             let via = format!("via {}", topology::node_address(other));
