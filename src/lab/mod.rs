@@ -254,13 +254,34 @@ pub fn summary(options: &LabOptions, state: &LabState) -> String {
                 )
             })
             .collect();
+        let socket = daemons::NodeFiles::new(&options.state_dir(), index).control_socket();
+        let sessions = match node_status(&socket) {
+            Ok(status) if status.bgp_enabled => {
+                let established = status
+                    .peers
+                    .iter()
+                    .filter(|p| p.info.starts_with("Established"))
+                    .count();
+                format!(
+                    ", BGP sessions {established}/{} established",
+                    status.peers.len()
+                )
+            }
+            Ok(_) => ", no BGP".to_string(),
+            Err(_) => ", daemon not answering".to_string(),
+        };
         out.push_str(&format!(
-            "  {} {} pods: {}\n",
+            "  {} {}{sessions}; pods: {}\n",
             node_name(index),
             node_address(index),
             pods.join(" ")
         ));
     }
+    out.push_str(&format!(
+        "  logs: {}/node<i>/starling.log, etcd: {}/etcd.log\n",
+        options.state_dir().display(),
+        options.state_dir().display()
+    ));
     out
 }
 
