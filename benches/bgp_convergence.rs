@@ -8,7 +8,9 @@
 //!    loading speed is not measured. Measured: the time from the receiver's start, and from the
 //!    session becoming Established (as gobgpd reports it, polled every 20 ms), until all
 //!    prefixes are in the receiver's kernel; and the receiver's resident memory afterwards
-//!    (Starling runs as a child process of this benchmark so its RSS is its own).
+//!    (Starling runs as a child process of this benchmark so its RSS is its own). gobgpd is
+//!    passive; both receivers connect 2 s after their start (Starling's fixed first-connect
+//!    delay, BIRD configured to match), so the times from start compare.
 //! 2. Route reflector: one client announces PREFIXES, the reflector passes them to 10 clients;
 //!    measured is the time until the last client has them all.
 //!
@@ -20,24 +22,21 @@
 mod bgp_daemons;
 #[path = "../tests/support/bgp_peers.rs"]
 mod bgp_peers;
+#[path = "support/codec_peer.rs"]
+mod codec_peer;
 #[path = "support/gobgp_injector.rs"]
 mod gobgp_injector;
 
-use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bgp_daemons::*;
 use bgp_peers::*;
+use codec_peer::{drain, MiniPeer};
 use gobgp_injector::GoBgpInjector;
 use ipnet::{IpNet, Ipv4Net};
-use starling::bgp::codec::{
-    frame_length, pack_announcements, AsPath, Capability, CodecOptions, Family, Message, NextHop,
-    Open, Origin, PathAttributes, Update,
-};
-use starling::model::AsNumber;
 use starling::netns;
 
 const AS: u32 = 64512;
@@ -83,7 +82,12 @@ fn main() {
         bird.rss_kib / 1024,
     );
     println!(
-        "receiver ratios Starling/BIRD: time from start {:.2}{}, memory {:.2}",
+        "receiver ratios Starling/BIRD: time from {} {:.2}{}, memory {:.2}",
+        if starling.from_established.is_some() {
+            "start"
+        } else {
+            "the first UPDATE"
+        },
         starling.from_start.as_secs_f64() / bird.from_start.as_secs_f64(),
         match (starling.from_established, bird.from_established) {
             (Some(starling), Some(bird)) => format!(
@@ -205,7 +209,10 @@ fn start(
                 let extra = if reflector {
                     "passive on; rr client; rr cluster id 224.0.0.1;"
                 } else {
-                    "passive on;"
+                    // Active, gobgpd waits passively. Starling's first connect comes 2 s after
+                    // its start (Calico's BIRD template); BIRD waits as long, so the times
+                    // from start compare.
+                    "connect delay time 2;"
                 };
                 protocols.push_str(&bird_bgp(
                     &format!("peer{peer}"),
@@ -240,7 +247,9 @@ fn child_speaker(arguments: &[String]) {
         .iter()
         .map(|peer| {
             let mut spec = session(peer.parse().unwrap(), AS, AS, own);
-            spec.passive = true;
+            // Receiver runs connect to the passive gobgpd (or the codec injector, which
+            // connects too); the reflector waits for its clients.
+            spec.passive = reflector;
             if reflector {
                 spec.route_reflector_client_cluster_id = Some(Ipv4Addr::new(224, 0, 0, 1));
             }
@@ -265,129 +274,6 @@ fn child_speaker(arguments: &[String]) {
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     speaker.stop(false);
-}
-
-/// A minimal BGP speaker over blocking TCP: handshake, then the caller sends or counts.
-struct MiniPeer {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
-    buffer: Vec<u8>,
-}
-
-impl MiniPeer {
-    /// Connects to the speaker under test, retrying until it listens and takes the session.
-    fn connect(own: Ipv4Addr, target: Ipv4Addr) -> MiniPeer {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(peer) = MiniPeer::try_connect(own, target) {
-                return peer;
-            }
-            assert!(Instant::now() < deadline, "no session with {target}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn try_connect(own: Ipv4Addr, target: Ipv4Addr) -> Option<MiniPeer> {
-        let stream = TcpStream::connect_timeout(
-            &SocketAddr::new(IpAddr::V4(target), 179),
-            Duration::from_secs(2),
-        )
-        .ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .ok()?;
-        let mut peer = MiniPeer {
-            reader: BufReader::with_capacity(1 << 20, stream.try_clone().ok()?),
-            writer: BufWriter::with_capacity(1 << 20, stream),
-            buffer: Vec::new(),
-        };
-        let open = Open::new(
-            AsNumber(AS),
-            240,
-            own,
-            vec![
-                Capability::Multiprotocol(Family::IPV4_UNICAST),
-                Capability::RouteRefresh,
-            ],
-        );
-        peer.send(&Message::Open(open));
-        peer.flush();
-        match peer.receive()? {
-            Message::Open(_) => {}
-            _ => return None,
-        }
-        peer.send(&Message::Keepalive);
-        peer.flush();
-        Some(peer)
-    }
-
-    fn send(&mut self, message: &Message) {
-        let bytes = message.encode(&CodecOptions::FOUR_OCTET).unwrap();
-        let _ = self.writer.write_all(&bytes);
-    }
-
-    fn flush(&mut self) {
-        let _ = self.writer.flush();
-    }
-
-    fn receive(&mut self) -> Option<Message> {
-        loop {
-            if let Ok(Some(length)) = frame_length(&self.buffer) {
-                if self.buffer.len() >= length {
-                    let frame: Vec<u8> = self.buffer.drain(..length).collect();
-                    return Message::decode(&frame, &CodecOptions::FOUR_OCTET).ok();
-                }
-            }
-            let mut chunk = vec![0u8; 65536];
-            let read = self.reader.read(&mut chunk).ok()?;
-            if read == 0 {
-                return None;
-            }
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-    }
-
-    /// Announces every prefix with this peer as next hop, then End-of-RIB.
-    fn announce(&mut self, own: Ipv4Addr, routes: &[IpNet]) {
-        let attributes = PathAttributes {
-            origin: Some(Origin::Igp),
-            as_path: Some(AsPath::default()),
-            local_pref: Some(100),
-            ..PathAttributes::default()
-        };
-        let messages = pack_announcements(
-            Family::IPV4_UNICAST,
-            NextHop::V4(own),
-            &attributes,
-            routes,
-            &CodecOptions::FOUR_OCTET,
-        )
-        .unwrap();
-        for bytes in messages {
-            let _ = self.writer.write_all(&bytes);
-        }
-        self.send(&Message::from(Update::end_of_rib(Family::IPV4_UNICAST)));
-        self.flush();
-    }
-
-    /// Reads until `count` distinct prefixes were announced; answers nothing (hold time 240 s
-    /// outlasts the run).
-    fn count_until(&mut self, count: usize) -> bool {
-        let mut seen: HashSet<IpNet> = HashSet::with_capacity(count);
-        while seen.len() < count {
-            match self.receive() {
-                Some(Message::Update(update)) => seen.extend(update.announced()),
-                Some(_) => {}
-                None => return false,
-            }
-        }
-        true
-    }
-}
-
-/// Keeps a session's incoming side drained so the speaker under test never blocks on it.
-fn drain(mut peer: MiniPeer) {
-    std::thread::spawn(move || while peer.receive().is_some() {});
 }
 
 /// What one receiver run measured.

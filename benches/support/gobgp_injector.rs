@@ -5,8 +5,8 @@
 //! Contract: [`GoBgpInjector::preload`] writes the prefixes as an MRT TABLE_DUMP_V2 file
 //! (RFC 6396: one PEER_INDEX_TABLE record, then one RIB_IPV4_UNICAST record per prefix with
 //! ORIGIN IGP, an empty AS_PATH, NEXT_HOP = the injector and LOCAL_PREF 100), starts gobgpd
-//! with the receiver configured as its only iBGP neighbour (gobgpd connects actively, every
-//! second, so the passive receiver gets the session as soon as it listens), loads the file with
+//! with the receiver configured as its only iBGP neighbour (passive: the receiver connects as
+//! soon as it runs), loads the file with
 //! `gobgp mrt inject global` and returns once `gobgp global rib summary` counts every prefix.
 //! Any failure comes back as an error naming the step, so the benchmark can fall back to its
 //! codec injector.
@@ -146,7 +146,8 @@ impl GoBgpInjector {
 /// Records repeated at the end of the MRT file (see [`write_mrt`]).
 const TAIL_PADDING: usize = 8192;
 
-/// gobgpd with one iBGP neighbour, no graceful restart, retrying the connection every second.
+/// gobgpd with one passive iBGP neighbour and no graceful restart: the receiver connects as
+/// soon as it runs, so its start time is not blurred by gobgpd's connect retry timer.
 fn injector_config(own: Ipv4Addr, asn: u32, receiver: Ipv4Addr) -> String {
     format!(
         "[global.config]
@@ -157,8 +158,8 @@ fn injector_config(own: Ipv4Addr, asn: u32, receiver: Ipv4Addr) -> String {
   [neighbors.config]
     neighbor-address = \"{receiver}\"
     peer-as = {asn}
-  [neighbors.timers.config]
-    connect-retry = 1
+  [neighbors.transport.config]
+    passive-mode = true
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = \"ipv4-unicast\"
