@@ -1,37 +1,42 @@
 //! BGP convergence benchmark, Starling against BIRD 2 in the same run (root only; prints why it
-//! skips otherwise). Run with `cargo bench --bench bgp_convergence [-- PREFIXES]`
-//! (default 100 000).
+//! skips otherwise). Run with `cargo bench --bench bgp_convergence [-- PREFIXES] [-- codec]`
+//! (default 100 000 prefixes).
 //!
-//! 1. Receiver: an injector announces PREFIXES IPv4 /24s over iBGP to the receiver in its own
-//!    namespace; measured is the time from the first UPDATE until all are in the receiver's
-//!    kernel, and the receiver's resident memory afterwards (Starling runs as a child process
-//!    of this benchmark so its RSS is its own).
+//! 1. Receiver: a GoBGP injector announces PREFIXES IPv4 /24s over iBGP to the receiver
+//!    (Starling or BIRD) in its own namespace. gobgpd's global RIB is preloaded from an MRT
+//!    TABLE_DUMP_V2 file before the receiver starts (`support/gobgp_injector.rs`), so GoBGP's
+//!    loading speed is not measured. Measured: the time from the receiver's start, and from the
+//!    session becoming Established (as gobgpd reports it, polled every 20 ms), until all
+//!    prefixes are in the receiver's kernel; and the receiver's resident memory afterwards
+//!    (Starling runs as a child process of this benchmark so its RSS is its own). gobgpd is
+//!    passive; both receivers connect 2 s after their start (Starling's fixed first-connect
+//!    delay, BIRD configured to match), so the times from start compare.
 //! 2. Route reflector: one client announces PREFIXES, the reflector passes them to 10 clients;
 //!    measured is the time until the last client has them all.
 //!
-//! The injector and the receiving clients are written with Starling's codec (a minimal BGP
-//! speaker over blocking TCP): driving GoBGP's CLI one prefix at a time is far slower than the
-//! receivers being measured, so it would measure the injector instead.
+//! The reflector's clients, and the fallback injector of (1) when gobgpd cannot be driven (not
+//! installed, MRT injection fails) or `codec` is passed, are a minimal BGP speaker written with
+//! Starling's codec over blocking TCP; that fallback measures from its first UPDATE.
 
 #[path = "../tests/support/bgp_daemons.rs"]
 mod bgp_daemons;
 #[path = "../tests/support/bgp_peers.rs"]
 mod bgp_peers;
+#[path = "support/codec_peer.rs"]
+mod codec_peer;
+#[path = "support/gobgp_injector.rs"]
+mod gobgp_injector;
 
-use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bgp_daemons::*;
 use bgp_peers::*;
+use codec_peer::{drain, MiniPeer};
+use gobgp_injector::GoBgpInjector;
 use ipnet::{IpNet, Ipv4Net};
-use starling::bgp::codec::{
-    frame_length, pack_announcements, AsPath, Capability, CodecOptions, Family, Message, NextHop,
-    Open, Origin, PathAttributes, Update,
-};
-use starling::model::AsNumber;
 use starling::netns;
 
 const AS: u32 = 64512;
@@ -55,25 +60,43 @@ fn main() {
         .iter()
         .find_map(|argument| argument.parse().ok())
         .unwrap_or(100_000);
+    let codec_only = arguments.iter().any(|argument| argument == "codec");
     println!("bgp_convergence with {prefixes} prefixes");
     let routes = generate_prefixes(prefixes);
 
-    let (starling_time, starling_rss) = receiver_run(&routes, Receiver::Starling);
-    let (bird_time, bird_rss) = receiver_run(&routes, Receiver::Bird);
-    let (alone_time, alone_rss) = receiver_run(&routes, Receiver::StarlingSpeakerOnly);
+    let starling = receiver_run(&routes, Receiver::Starling, codec_only);
+    let bird = receiver_run(&routes, Receiver::Bird, codec_only);
+    let alone = receiver_run(&routes, Receiver::StarlingSpeakerOnly, codec_only);
     println!(
-        "receiver, Starling speaker alone (routes handed to the dataplane, not installed): {:.2} s, {} MiB RSS",
-        alone_time.as_secs_f64(),
-        alone_rss / 1024
+        "receiver, Starling speaker alone (routes handed to the dataplane, not installed), {}: {}, {} MiB RSS",
+        alone.injector,
+        alone.describe(),
+        alone.rss_kib / 1024
     );
     println!(
-        "receiver: Starling {:.2} s, {} MiB RSS; BIRD {:.2} s, {} MiB RSS; time ratio Starling/BIRD {:.2}, memory ratio {:.2}",
-        starling_time.as_secs_f64(),
-        starling_rss / 1024,
-        bird_time.as_secs_f64(),
-        bird_rss / 1024,
-        starling_time.as_secs_f64() / bird_time.as_secs_f64(),
-        starling_rss as f64 / bird_rss.max(1) as f64
+        "receiver, {}: Starling {}, {} MiB RSS; BIRD {}, {} MiB RSS",
+        starling.injector,
+        starling.describe(),
+        starling.rss_kib / 1024,
+        bird.describe(),
+        bird.rss_kib / 1024,
+    );
+    println!(
+        "receiver ratios Starling/BIRD: time from {} {:.2}{}, memory {:.2}",
+        if starling.from_established.is_some() {
+            "start"
+        } else {
+            "the first UPDATE"
+        },
+        starling.from_start.as_secs_f64() / bird.from_start.as_secs_f64(),
+        match (starling.from_established, bird.from_established) {
+            (Some(starling), Some(bird)) => format!(
+                ", time from Established {:.2}",
+                starling.as_secs_f64() / bird.as_secs_f64()
+            ),
+            _ => String::new(),
+        },
+        starling.rss_kib as f64 / bird.rss_kib.max(1) as f64
     );
 
     let starling_reflect = reflector_run(&routes, Receiver::Starling);
@@ -186,7 +209,10 @@ fn start(
                 let extra = if reflector {
                     "passive on; rr client; rr cluster id 224.0.0.1;"
                 } else {
-                    "passive on;"
+                    // Active, gobgpd waits passively. Starling's first connect comes 2 s after
+                    // its start (Calico's BIRD template); BIRD waits as long, so the times
+                    // from start compare.
+                    "connect delay time 2;"
                 };
                 protocols.push_str(&bird_bgp(
                     &format!("peer{peer}"),
@@ -221,7 +247,9 @@ fn child_speaker(arguments: &[String]) {
         .iter()
         .map(|peer| {
             let mut spec = session(peer.parse().unwrap(), AS, AS, own);
-            spec.passive = true;
+            // Receiver runs connect to the passive gobgpd (or the codec injector, which
+            // connects too); the reflector waits for its clients.
+            spec.passive = reflector;
             if reflector {
                 spec.route_reflector_client_cluster_id = Some(Ipv4Addr::new(224, 0, 0, 1));
             }
@@ -248,133 +276,136 @@ fn child_speaker(arguments: &[String]) {
     speaker.stop(false);
 }
 
-/// A minimal BGP speaker over blocking TCP: handshake, then the caller sends or counts.
-struct MiniPeer {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
-    buffer: Vec<u8>,
+/// What one receiver run measured.
+struct Measurement {
+    injector: &'static str,
+    /// From the receiver's start (codec fallback: from the first UPDATE) until every route is
+    /// in its kernel (speaker-only: handed to the dataplane).
+    from_start: Duration,
+    /// From gobgpd seeing the session Established until the same point (GoBGP injector only).
+    from_established: Option<Duration>,
+    rss_kib: u64,
 }
 
-impl MiniPeer {
-    /// Connects to the speaker under test, retrying until it listens and takes the session.
-    fn connect(own: Ipv4Addr, target: Ipv4Addr) -> MiniPeer {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(peer) = MiniPeer::try_connect(own, target) {
-                return peer;
-            }
-            assert!(Instant::now() < deadline, "no session with {target}");
-            std::thread::sleep(Duration::from_millis(200));
+impl Measurement {
+    fn describe(&self) -> String {
+        match self.from_established {
+            Some(established) => format!(
+                "{:.2} s from its start ({:.2} s from Established)",
+                self.from_start.as_secs_f64(),
+                established.as_secs_f64()
+            ),
+            None => format!(
+                "{:.2} s from the first UPDATE",
+                self.from_start.as_secs_f64()
+            ),
         }
-    }
-
-    fn try_connect(own: Ipv4Addr, target: Ipv4Addr) -> Option<MiniPeer> {
-        let stream = TcpStream::connect_timeout(
-            &SocketAddr::new(IpAddr::V4(target), 179),
-            Duration::from_secs(2),
-        )
-        .ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .ok()?;
-        let mut peer = MiniPeer {
-            reader: BufReader::with_capacity(1 << 20, stream.try_clone().ok()?),
-            writer: BufWriter::with_capacity(1 << 20, stream),
-            buffer: Vec::new(),
-        };
-        let open = Open::new(
-            AsNumber(AS),
-            240,
-            own,
-            vec![
-                Capability::Multiprotocol(Family::IPV4_UNICAST),
-                Capability::RouteRefresh,
-            ],
-        );
-        peer.send(&Message::Open(open));
-        peer.flush();
-        match peer.receive()? {
-            Message::Open(_) => {}
-            _ => return None,
-        }
-        peer.send(&Message::Keepalive);
-        peer.flush();
-        Some(peer)
-    }
-
-    fn send(&mut self, message: &Message) {
-        let bytes = message.encode(&CodecOptions::FOUR_OCTET).unwrap();
-        let _ = self.writer.write_all(&bytes);
-    }
-
-    fn flush(&mut self) {
-        let _ = self.writer.flush();
-    }
-
-    fn receive(&mut self) -> Option<Message> {
-        loop {
-            if let Ok(Some(length)) = frame_length(&self.buffer) {
-                if self.buffer.len() >= length {
-                    let frame: Vec<u8> = self.buffer.drain(..length).collect();
-                    return Message::decode(&frame, &CodecOptions::FOUR_OCTET).ok();
-                }
-            }
-            let mut chunk = vec![0u8; 65536];
-            let read = self.reader.read(&mut chunk).ok()?;
-            if read == 0 {
-                return None;
-            }
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-    }
-
-    /// Announces every prefix with this peer as next hop, then End-of-RIB.
-    fn announce(&mut self, own: Ipv4Addr, routes: &[IpNet]) {
-        let attributes = PathAttributes {
-            origin: Some(Origin::Igp),
-            as_path: Some(AsPath::default()),
-            local_pref: Some(100),
-            ..PathAttributes::default()
-        };
-        let messages = pack_announcements(
-            Family::IPV4_UNICAST,
-            NextHop::V4(own),
-            &attributes,
-            routes,
-            &CodecOptions::FOUR_OCTET,
-        )
-        .unwrap();
-        for bytes in messages {
-            let _ = self.writer.write_all(&bytes);
-        }
-        self.send(&Message::from(Update::end_of_rib(Family::IPV4_UNICAST)));
-        self.flush();
-    }
-
-    /// Reads until `count` distinct prefixes were announced; answers nothing (hold time 240 s
-    /// outlasts the run).
-    fn count_until(&mut self, count: usize) -> bool {
-        let mut seen: HashSet<IpNet> = HashSet::with_capacity(count);
-        while seen.len() < count {
-            match self.receive() {
-                Some(Message::Update(update)) => seen.extend(update.announced()),
-                Some(_) => {}
-                None => return false,
-            }
-        }
-        true
     }
 }
 
-/// Keeps a session's incoming side drained so the speaker under test never blocks on it.
-fn drain(mut peer: MiniPeer) {
-    std::thread::spawn(move || while peer.receive().is_some() {});
-}
-
-fn receiver_run(routes: &[IpNet], kind: Receiver) -> (Duration, u64) {
+fn receiver_run(routes: &[IpNet], kind: Receiver, codec_only: bool) -> Measurement {
     let directory = tempfile::tempdir().unwrap();
     let lab = Lab::new("bench", 2);
-    let mut running = start(kind, &lab, directory.path(), &[1], false, routes.len());
+    if !codec_only {
+        match GoBgpInjector::preload(
+            lab.namespace(1),
+            directory.path(),
+            Lab::address(1),
+            AS,
+            Lab::address(0),
+            routes,
+        ) {
+            Ok(injector) => {
+                return gobgp_receiver_run(&lab, directory.path(), routes.len(), kind, injector)
+            }
+            Err(error) => {
+                println!("  GoBGP injector unavailable ({error}); using the codec injector")
+            }
+        }
+    }
+    codec_receiver_run(&lab, directory.path(), routes, kind)
+}
+
+/// Starts the receiver against the preloaded gobgpd; a watcher thread notes when gobgpd sees
+/// the session Established while this thread waits for the routes.
+fn gobgp_receiver_run(
+    lab: &Lab,
+    directory: &std::path::Path,
+    count: usize,
+    kind: Receiver,
+    injector: GoBgpInjector,
+) -> Measurement {
+    let begin = Instant::now();
+    let mut running = start(kind, lab, directory, &[1], false, count);
+    let (established, done) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < deadline {
+                if injector.established() {
+                    return Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
+        });
+        let done = wait_for_routes(kind, &mut running, lab, count, begin);
+        (watcher.join().unwrap(), done)
+    });
+    let done = done.unwrap_or_else(|| panic!("{kind:?} never got all routes"));
+    let measurement = Measurement {
+        injector: "GoBGP injector (MRT-preloaded)",
+        from_start: done - begin,
+        from_established: established.map(|at| done.saturating_duration_since(at)),
+        rss_kib: running.rss_kib(),
+    };
+    println!(
+        "  {kind:?} receiver: {count} routes done {}, RSS {} KiB",
+        measurement.describe(),
+        measurement.rss_kib
+    );
+    drop(running);
+    drop(injector);
+    measurement
+}
+
+/// Waits until the receiver has `count` routes in its kernel (speaker-only: until the child
+/// reports them published); the instant it saw that, or None after 600 s.
+fn wait_for_routes(
+    kind: Receiver,
+    running: &mut Running,
+    lab: &Lab,
+    count: usize,
+    begin: Instant,
+) -> Option<Instant> {
+    if let (Receiver::StarlingSpeakerOnly, Running::Starling(child)) = (kind, &mut *running) {
+        let mut line = String::new();
+        let stdout = child.stdout.take()?;
+        let read = std::io::BufRead::read_line(&mut BufReader::new(stdout), &mut line);
+        return (read.is_ok() && line.trim() == "converged").then(Instant::now);
+    }
+    let protocol = match kind {
+        Receiver::Bird => "bird",
+        _ => "81",
+    };
+    let deadline = begin + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        if kernel_route_count(lab.namespace(0), protocol) >= count {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The fallback: the codec injector connects to the already running receiver and announces;
+/// measured from its first UPDATE.
+fn codec_receiver_run(
+    lab: &Lab,
+    directory: &std::path::Path,
+    routes: &[IpNet],
+    kind: Receiver,
+) -> Measurement {
+    let mut running = start(kind, lab, directory, &[1], false, routes.len());
     let injector = Lab::address(1);
     let injector_namespace = lab.namespace(1).to_string();
     let routes = routes.to_vec();
@@ -398,40 +429,23 @@ fn receiver_run(routes: &[IpNet], kind: Receiver) -> (Duration, u64) {
         .unwrap()
     });
     let begin = started.recv().unwrap();
-    let protocol = match kind {
-        Receiver::Bird => "bird",
-        _ => "81",
+    let done = wait_for_routes(kind, &mut running, lab, count, begin)
+        .unwrap_or_else(|| panic!("{kind:?} never got all routes"));
+    let measurement = Measurement {
+        injector: "codec injector (fallback)",
+        from_start: done - begin,
+        from_established: None,
+        rss_kib: running.rss_kib(),
     };
-    let mut elapsed = None;
-    if let (Receiver::StarlingSpeakerOnly, Running::Starling(child)) = (kind, &mut running) {
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        if std::io::BufRead::read_line(&mut BufReader::new(stdout), &mut line).is_ok()
-            && line.trim() == "converged"
-        {
-            elapsed = Some(begin.elapsed());
-        }
-    } else {
-        let deadline = begin + Duration::from_secs(600);
-        while Instant::now() < deadline {
-            if kernel_route_count(lab.namespace(0), protocol) >= count {
-                elapsed = Some(begin.elapsed());
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    let elapsed = elapsed.unwrap_or_else(|| panic!("{kind:?} never got all routes"));
-    let rss = running.rss_kib();
     println!(
-        "  {kind:?} receiver: {count} routes done after {:.2} s, RSS {} KiB",
-        elapsed.as_secs_f64(),
-        rss
+        "  {kind:?} receiver: {count} routes done {}, RSS {} KiB",
+        measurement.describe(),
+        measurement.rss_kib
     );
     let peer = injector_thread.join().unwrap();
     drop(running);
     drop(peer);
-    (elapsed, rss)
+    measurement
 }
 
 fn reflector_run(routes: &[IpNet], kind: Receiver) -> Duration {
