@@ -225,7 +225,32 @@ async fn lost_watch_relists_without_touching_the_kernel() {
     })
     .await;
     let mut status = daemon.handle.driver_status.clone();
-    let settled = settled_status(&daemon.handle).await;
+    // Start-up's tunnel-address management replaces the unallocated 10.244.0.1 with an
+    // IPAM-backed address; let that land in the kernel before measuring.
+    // Its block (watched separately from the Node) must have arrived too.
+    wait_computed(
+        &daemon,
+        "an IPAM-backed tunnel address and its block",
+        |c| {
+            c.local_node
+                .ipv4_vxlan_tunnel_addr
+                .is_some_and(|address| address != "10.244.0.1".parse::<std::net::IpAddr>().unwrap())
+                && c.dataplane
+                    .blocks
+                    .iter()
+                    .any(|block| block.affinity.as_deref() == Some("node-a"))
+        },
+    )
+    .await;
+    let _ = settled_status(&daemon.handle).await;
+    let passes = status.borrow().passes;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        status.wait_for(|s| s.passes > passes && s.converged),
+    )
+    .await;
+    let settled = status.borrow().clone();
+    let writes_before = daemon.handle.metrics.render();
     assert!(settled.total_writes > 0);
 
     // History gone and every watch cut: the watchers must relist. The write to a kind nobody
@@ -264,8 +289,22 @@ async fn lost_watch_relists_without_touching_the_kernel() {
     .await;
     let after = status.borrow().clone();
     assert_eq!(
-        after.total_writes, settled.total_writes,
-        "a relist with nothing changed must not write to the kernel"
+        after.total_writes,
+        settled.total_writes,
+        "a relist with nothing changed must not write to the kernel\nbefore:\n{}\nafter:\n{}",
+        writes_before
+            .lines()
+            .filter(|l| l.starts_with("starling_dataplane_writes_total"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        daemon
+            .handle
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("starling_dataplane_writes_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     daemon.handle.shutdown().await;
 }

@@ -129,8 +129,12 @@ fn routes_are_programmed_survive_a_relist_and_stay_after_shutdown() {
             DEADLINE,
             computed_view.wait_for(|c| {
                 c.as_ref().is_some_and(|c| {
-                    c.local_node.ipv4_vxlan_tunnel_addr
-                        != Some("10.244.0.1".parse().unwrap())
+                    c.local_node.ipv4_vxlan_tunnel_addr != Some("10.244.0.1".parse().unwrap())
+                        // The tunnel address's block is watched apart from the Node.
+                        && c.dataplane
+                            .blocks
+                            .iter()
+                            .any(|block| block.affinity.as_deref() == Some("node-a"))
                 })
             }),
         )
