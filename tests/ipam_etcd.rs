@@ -14,7 +14,6 @@ use starling::ipam::allocator::{Allocator, AssignRequest};
 use starling::ipam::block::Block;
 use starling::ipam::check::{self, InUseAddress};
 use starling::ipam::claim::{self, Claim};
-use starling::ipam::cli_pools::StoredPool;
 use starling::ipam::pools::IpFamily;
 use starling::ipam::records::{Affinity, Handle, IpamConfig, Reservation};
 use starling::ipam::{cli, cli_usage, release};
@@ -115,7 +114,15 @@ async fn two_nodes_five_hundred_concurrent_assignments_each() {
     };
     let pools = vec![pool("small", "10.0.0.0/22", 27)];
     // The CLI's check reads pools from the datastore.
-    store.create(&StoredPool(pools[0].clone())).await.unwrap();
+    let stored_pool = starling::resources::IPPool::new(
+        "small",
+        starling::resources::IPPoolSpec {
+            cidr: "10.0.0.0/22".into(),
+            block_size: Some(27),
+            ..Default::default()
+        },
+    );
+    store.create(&stored_pool).await.unwrap();
     let old = t0() - Duration::minutes(2);
     for index in 24..32u32 {
         let cidr: IpNet = format!("10.0.{}.{}/27", index / 8, (index % 8) * 32)

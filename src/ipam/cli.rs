@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
 use super::block::Block;
-use super::cli_pools::StoredPool;
 use super::records::Reservation;
 use super::{check as checker, release as releaser, reserve as reserver, show as shower};
 use crate::datastore::etcd::EtcdStore;
@@ -106,12 +105,14 @@ pub async fn connect(choice: &DatastoreChoice) -> Result<AnyDatastore, StoreErro
 }
 
 async fn pools<S: Datastore>(store: &S) -> Result<Vec<IpPool>, StoreError> {
-    Ok(store
-        .list::<StoredPool>()
-        .await?
-        .into_iter()
-        .map(|p| p.value.0)
-        .collect())
+    let mut valid = Vec::new();
+    for stored in store.list::<crate::resources::IPPool>().await? {
+        match IpPool::from_resource(&stored.value) {
+            Ok(pool) => valid.push(pool),
+            Err(err) => tracing::warn!(%err, "ignoring invalid IPPool"),
+        }
+    }
+    Ok(valid)
 }
 
 async fn blocks<S: Datastore>(store: &S) -> Result<Vec<Block>, StoreError> {

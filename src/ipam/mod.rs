@@ -11,7 +11,6 @@ pub mod block;
 pub mod check;
 pub mod claim;
 pub mod cli;
-pub mod cli_pools;
 pub mod cli_usage;
 pub mod handles;
 pub mod pools;
