@@ -6,11 +6,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use starling::bgp::codec::{
+use starling_bgp::codec::{
     pack_announcements, AsPath, CodecOptions, Community, Family, Message, NextHop, Origin,
     PathAttributes,
 };
-use starling::model::AsNumber;
+use starling_model::AsNumber;
 
 const PREFIXES: usize = 100_000;
 

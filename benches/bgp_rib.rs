@@ -7,14 +7,14 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ipnet::{IpNet, Ipv4Net};
-use starling::bgp::codec::{
+use starling_bgp::codec::{
     pack_announcements, AsPath, CodecOptions, Family, Message, NextHop, Origin, PathAttributes,
     Update,
 };
-use starling::bgp::rib::{
+use starling_bgp::rib::{
     AcceptAll, PeerConfig, PeerId, PeerSession, Rib, RibConfig, RouteAttributes,
 };
-use starling::model::{AsNumber, NextHopMode};
+use starling_model::{AsNumber, NextHopMode};
 
 const PREFIXES: u32 = 100_000;
 const CLIENTS: u32 = 10;

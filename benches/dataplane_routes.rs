@@ -9,12 +9,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use starling::dataplane::desired::{
-    Desired, DesiredRoute, RouteClass, RouteScope, RouteSpec, RouteType,
-};
 use starling::dataplane::netlink::NetlinkKernel;
 use starling::dataplane::reconcile::Reconciler;
 use starling::netns;
+use starling_calc::spec::{Desired, DesiredRoute, RouteClass, RouteScope, RouteSpec, RouteType};
 
 const ROUTES: u32 = 10_000;
 const RESYNC_RUNS: usize = 5;

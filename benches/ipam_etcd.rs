@@ -9,10 +9,10 @@
 use std::time::{Duration, Instant};
 
 use starling::datastore::etcd::EtcdStore;
-use starling::ipam::allocator::{Allocator, AssignRequest};
-use starling::ipam::pools::IpFamily;
-use starling::ipam::records::IpamConfig;
-use starling::ipam::release;
+use starling_ipam::allocator::{Allocator, AssignRequest};
+use starling_ipam::pools::IpFamily;
+use starling_ipam::records::IpamConfig;
+use starling_ipam::release;
 
 #[path = "../tests/ipam_support/mod.rs"]
 mod ipam_support;
@@ -47,7 +47,7 @@ async fn run_node(
     store: EtcdStore,
     node: &'static str,
     count: usize,
-    pools: Vec<starling::model::IpPool>,
+    pools: Vec<starling_model::IpPool>,
 ) -> Vec<Duration> {
     let allocator = Allocator::new(store, node);
     let mut latencies = Vec::with_capacity(count);

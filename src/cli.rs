@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::RunArgs;
+use crate::run_args::RunArgs;
 
 use crate::logging::LogFormat;
 

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 /// Default socket path (override with `STARLING_CONTROL_SOCKET`).
-pub const DEFAULT_SOCKET: &str = "/var/run/calico/starling.sock";
+pub const DEFAULT_SOCKET: &str = starling_model::config::DEFAULT_CONTROL_SOCKET;
 
 /// Longest accepted request line; anything larger is a garbled client.
 const MAX_REQUEST_BYTES: usize = 1 << 20;

@@ -44,7 +44,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 }
 
 /// Adjusts a derived CRD to Calico's conventions: `spec` is optional (Calico writes objects such
-/// as an empty BGPConfiguration `default` without one).
+/// as an empty BGPConfiguration `default` without one) and has no default (a reader treats a
+/// missing spec as empty; the API server stores what was written).
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version
@@ -53,6 +54,13 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
             .and_then(|validation| validation.open_api_v3_schema.as_mut())
         {
             schema.required = None;
+            if let Some(spec) = schema
+                .properties
+                .as_mut()
+                .and_then(|properties| properties.get_mut("spec"))
+            {
+                spec.default = None;
+            }
         }
     }
     crd

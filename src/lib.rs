@@ -1,12 +1,16 @@
 //! Starling: a per-node Kubernetes networking daemon that replaces calico-node.
 //!
-//! The pure core (`selector`, `model`, `ipam` decisions, `bgp` codec/FSM/RIB, `dataplane::desired`)
-//! imports no I/O; the edges (`datastore`, `dataplane` kernel access, BGP sessions, HTTP) live beside it.
+//! This crate is the edge: everything that touches the kernel, the network, the datastores, the
+//! file system or a clock. The decisions live in the pure crates it builds on (`crates/`):
+//! `starling_selector`, `starling_model` (wire types, validation, configuration),
+//! `starling_ipam` (IPAM over an abstract store), `starling_bgp` (codec, FSM, RIB, policy) and
+//! `starling_calc` (cluster state → desired dataplane and speaker configuration). Data flows one
+//! way: datastore watch → state → desired → dataplane; socket → codec → FSM → RIB → route
+//! deltas → dataplane; CNI → IPAM service → allocator → store.
 
 pub mod bgp;
 pub mod cli;
 pub mod cni;
-pub mod config;
 pub mod control;
 pub mod crds;
 pub mod daemon;
@@ -18,11 +22,9 @@ pub mod ipam;
 pub mod lab;
 pub mod logging;
 pub mod metrics;
-pub mod model;
 pub mod netns;
 pub mod resources;
-pub mod selector;
+pub mod run_args;
 pub mod startup;
-pub mod state;
 pub mod status;
 pub mod syncer;

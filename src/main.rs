@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use starling::cli::{Cli, CniCommand, Command, CrdsArgs, NodeCommand};
-use starling::config::{Config, RunArgs};
+use starling::run_args::RunArgs;
+use starling_model::config::Config;
 
 fn main() -> ExitCode {
     // Runtimes execute /opt/cni/bin/starling with CNI_COMMAND set: behave as the CNI plugin.

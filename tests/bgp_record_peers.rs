@@ -1,11 +1,11 @@
-//! Recording listener for the captured golden vectors in `tests/fixtures/bgp/`.
+//! Recording listener for the captured golden vectors in `crates/bgp/tests/fixtures/bgp/`.
 //!
 //! Not part of the normal test run: it records only when `STARLING_RECORD_BGP_FIXTURES=1` and
 //! running as root, and otherwise prints why it skipped. It creates two network namespaces
 //! joined by a veth pair (unique names, removed by a Drop guard), runs a real peer (bird2,
 //! gobgpd or FRR bgpd) in one and a minimal listener in the other. The listener answers OPEN and
 //! KEEPALIVE so the peer reaches Established, then writes every raw message the peer sends, as
-//! hex, one message per line, to `tests/fixtures/bgp/<peer>.hex`.
+//! hex, one message per line, to `crates/bgp/tests/fixtures/bgp/<peer>.hex`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use starling::bgp::codec::{
+use starling_bgp::codec::{
     frame_length, Capability, CodecOptions, Family, GracefulRestart, GracefulRestartFamily,
     Message, Open,
 };
-use starling::model::AsNumber;
+use starling_model::AsNumber;
 
 const LISTENER_ADDRESS: &str = "10.0.0.1";
 const PEER_ADDRESS: &str = "10.0.0.2";
@@ -234,7 +234,7 @@ fn announced_count(messages: &[Message]) -> usize {
 
 fn fixture_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/bgp")
+        .join("crates/bgp/tests/fixtures/bgp")
         .join(name)
 }
 

@@ -9,15 +9,16 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use starling::bgp::codec::{
+use starling::bgp::speaker::SpeakerHandle;
+use starling::metrics::Metrics;
+use starling_bgp::codec::{
     frame_length, AsPath, Capability, CodecOptions, Family, Message, NextHop, Notification, Open,
     Origin, PathAttributes, RouteRefresh, Update,
 };
-use starling::bgp::peering::{PeerKind, SessionSpec};
-use starling::bgp::policy::{CalicoPolicy, OwnBlock};
-use starling::bgp::speaker::{SpeakerConfig, SpeakerHandle};
-use starling::metrics::Metrics;
-use starling::model::{AsNumber, NextHopMode};
+use starling_bgp::config::SpeakerConfig;
+use starling_bgp::peering::{PeerKind, SessionSpec};
+use starling_bgp::policy::{CalicoPolicy, OwnBlock};
+use starling_model::{AsNumber, NextHopMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -192,7 +193,7 @@ async fn session_malformed_input_unknown_peer_and_refresh() {
         local_pref: Some(100),
         ..PathAttributes::default()
     };
-    let routes = starling::bgp::codec::pack_announcements(
+    let routes = starling_bgp::codec::pack_announcements(
         Family::IPV4_UNICAST,
         NextHop::V4(Ipv4Addr::new(127, 0, 0, 9)),
         &attributes,

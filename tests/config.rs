@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use starling::config::{
+use starling::run_args::RunArgs;
+use starling_model::config::{
     AddressSetting, AutodetectionMethod, Config, ConfigError, Datastore, NetworkingBackend,
-    PoolCidrSource, RouterIdSetting, RunArgs, DEFAULT_ROUTE_PROTOCOL,
+    PoolCidrSource, RouterIdSetting, DEFAULT_ROUTE_PROTOCOL,
 };
-use starling::model::{AsNumber, EncapMode};
+use starling_model::{AsNumber, EncapMode};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -55,7 +56,7 @@ fn defaults_of_an_empty_environment() {
     assert!(!v6.nat_outgoing);
 
     // Felix's defaults come through when nothing overrides them.
-    let felix = starling::model::FelixConfig::resolve(None, None, &config.felix).unwrap();
+    let felix = starling_model::FelixConfig::resolve(None, None, &config.felix);
     assert_eq!(
         (felix.health_host.as_str(), felix.health_port),
         ("localhost", 9099)

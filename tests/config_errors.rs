@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use starling::config::{Config, ConfigError};
+use starling_model::config::{Config, ConfigError};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

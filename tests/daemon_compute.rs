@@ -6,16 +6,20 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::json;
-use starling::cni::wiring::veth_name;
-use starling::config::Config;
-use starling::daemon::compute::{compute, hashed_router_id, ComputeInput};
-use starling::dataplane::desired::{self, RouteClass};
-use starling::dataplane::spec::HostInterface;
-use starling::ipam::block::Block;
-use starling::ipam::records::{Affinity, AffinityState};
-use starling::model::{CalicoNode, IpPool};
-use starling::resources::{BGPConfiguration, IPPool, IPPoolSpec};
-use starling::state::{ClusterState, Kind, LocalPod, Resource, SecretData, Update};
+use starling::resources::FromResource;
+use starling::resources::{BGPConfiguration, IPPool};
+use starling_calc::compute::{compute, hashed_router_id, ComputeInput};
+use starling_calc::desired;
+use starling_calc::spec::veth_name;
+use starling_calc::spec::HostInterface;
+use starling_calc::spec::RouteClass;
+use starling_calc::state::{ClusterState, Kind, LocalPod, Resource, SecretData, Update};
+use starling_ipam::block::Block;
+use starling_ipam::records::{Affinity, AffinityState};
+use starling_model::bgp::BgpConfigLayer;
+use starling_model::config::Config;
+use starling_model::wire::IPPoolSpec;
+use starling_model::{CalicoNode, IpPool};
 
 fn net(text: &str) -> IpNet {
     text.parse().unwrap()
@@ -99,12 +103,12 @@ fn bgp_carries_ipip_and_no_encap_remote_blocks_but_not_vxlan() {
     local.ipv4_vxlan_tunnel_addr = Some("10.245.0.1".parse().unwrap());
     let mut remote = node("node-b", "10.1.0.2/24");
     remote.ipv4_vxlan_tunnel_addr = Some("10.245.1.1".parse().unwrap());
-    let block = |cidr: &str| desired::BlockSummary {
+    let block = |cidr: &str| starling_calc::spec::BlockSummary {
         cidr: net(cidr),
         affinity: Some("node-b".into()),
         borrowed: vec![],
     };
-    let mut input = desired::DataplaneInput {
+    let mut input = starling_calc::spec::DataplaneInput {
         local_node: local,
         nodes: vec![remote],
         pools: vec![
@@ -245,7 +249,10 @@ fn mesh_password_from_secret_and_hashed_router_id() {
     }))
     .unwrap();
     let state = state_with(vec![
-        ("default".into(), Resource::BgpConfiguration(Box::new(bgp))),
+        (
+            "default".into(),
+            Resource::BgpConfiguration(Box::new(BgpConfigLayer::from_resource(&bgp).unwrap())),
+        ),
         (
             "bgp".into(),
             Resource::Secret(SecretData {

@@ -10,11 +10,12 @@ use daemon_support::*;
 use etcd_support::EtcdServer;
 use ipnet::IpNet;
 use serde_json::json;
-use starling::dataplane::desired::RouteClass;
 use starling::datastore::etcd::EtcdStore;
 use starling::datastore::{AnyDatastore, Datastore};
-use starling::ipam::block::Block;
-use starling::resources::{BGPPeer, BGPPeerSpec, IPPool, IPPoolSpec};
+use starling::resources::{BGPPeer, IPPool};
+use starling_calc::spec::RouteClass;
+use starling_ipam::block::Block;
+use starling_model::wire::{BGPPeerSpec, IPPoolSpec};
 
 fn net(text: &str) -> IpNet {
     text.parse().unwrap()

@@ -14,12 +14,13 @@ use std::time::Duration;
 use daemon_support::*;
 use ipnet::IpNet;
 use kube_api::KubeApiServer;
-use starling::dataplane::desired::RouteClass;
 use starling::datastore::kube::KubeStore;
 use starling::datastore::{AnyDatastore, Datastore};
-use starling::ipam::block::Block;
 use starling::resources::node::annotation;
-use starling::resources::{BGPPeer, BGPPeerSpec, IPPool, IPPoolSpec};
+use starling::resources::{BGPPeer, IPPool};
+use starling_calc::spec::RouteClass;
+use starling_ipam::block::Block;
+use starling_model::wire::{BGPPeerSpec, IPPoolSpec};
 
 fn net(text: &str) -> IpNet {
     text.parse().unwrap()

@@ -14,7 +14,8 @@ use kube_api::KubeApiServer;
 use starling::datastore::kube::KubeStore;
 use starling::datastore::{AnyDatastore, Datastore};
 use starling::resources::node::annotation;
-use starling::resources::{IPPool, IPPoolSpec};
+use starling::resources::IPPool;
+use starling_model::wire::IPPoolSpec;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";

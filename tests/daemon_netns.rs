@@ -15,15 +15,16 @@ use std::time::Duration;
 
 use daemon_support::*;
 use kube_api::KubeApiServer;
-use starling::config::Config;
 use starling::daemon::dataplane::KernelMode;
 use starling::daemon::{DaemonOptions, StartupMode};
 use starling::datastore::kube::KubeStore;
 use starling::datastore::{AnyDatastore, Datastore};
-use starling::ipam::block::Block;
 use starling::resources::node::annotation;
-use starling::resources::{IPPool, IPPoolSpec};
+use starling::resources::IPPool;
 use starling::startup::StartupOutcome;
+use starling_ipam::block::Block;
+use starling_model::config::Config;
+use starling_model::wire::IPPoolSpec;
 
 /// Routes with Starling's protocol, as `ip` prints them.
 fn starling_routes(namespace: &str) -> String {

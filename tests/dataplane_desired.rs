@@ -10,11 +10,13 @@ use std::time::Instant;
 use ipnet::IpNet;
 use netns_test::*;
 use proptest::prelude::*;
-use starling::dataplane::desired::*;
 use starling::dataplane::fake::FakeKernel;
 use starling::dataplane::kernel::Snapshot;
 use starling::dataplane::reconcile::Reconciler;
-use starling::model::{EncapMode, MacAddr};
+use starling_bgp::kernel::LearnedRoute;
+use starling_calc::desired::compute;
+use starling_calc::spec::*;
+use starling_model::{EncapMode, MacAddr};
 
 fn route<'a>(desired: &'a Desired, destination: &str) -> &'a DesiredRoute {
     let destination: IpNet = destination.parse().unwrap();

@@ -15,14 +15,15 @@ use netns_test::*;
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use starling::dataplane::desired::{compute, vtep_mac, DataplaneInput, LocalWorkload};
 use starling::dataplane::driver::{self, DriverOptions, DriverStatus};
 use starling::dataplane::kernel::ItemKey;
 use starling::dataplane::monitor;
 use starling::dataplane::netlink::NetlinkKernel;
 use starling::dataplane::reconcile::{ReconcileReport, Reconciler};
-use starling::model::EncapMode;
 use starling::netns;
+use starling_calc::desired::compute;
+use starling_calc::spec::{vtep_mac, DataplaneInput, LocalWorkload};
+use starling_model::EncapMode;
 use tokio::sync::watch;
 
 const WORKLOAD: &str = "calia0000000001";

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use netns_test::*;
-use starling::dataplane::desired::*;
 use starling::dataplane::fake::FakeKernel;
 use starling::dataplane::kernel::{Change, ItemKey, LinkKind};
 use starling::dataplane::reconcile::{ReconcileReport, Reconciler};
-use starling::model::EncapMode;
+use starling_calc::desired::compute;
+use starling_calc::spec::*;
+use starling_model::EncapMode;
 
 fn node_kernel() -> FakeKernel {
     let mut kernel = FakeKernel::new();

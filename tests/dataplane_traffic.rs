@@ -6,7 +6,7 @@
 mod netns_test;
 
 use netns_test::*;
-use starling::model::EncapMode;
+use starling_model::EncapMode;
 
 const OBSERVE_POD_B: &str = "table ip observe {
   chain input {

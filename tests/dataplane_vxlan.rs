@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use netns_test::*;
-use starling::dataplane::desired::{compute, vtep_mac, DataplaneInput, Desired, LocalWorkload};
 use starling::dataplane::netlink::NetlinkKernel;
 use starling::dataplane::reconcile::{ReconcileReport, Reconciler};
-use starling::model::EncapMode;
 use starling::netns;
+use starling_calc::desired::compute;
+use starling_calc::spec::{vtep_mac, DataplaneInput, Desired, LocalWorkload};
+use starling_model::EncapMode;
 
 const WORKLOAD: &str = "calia0000000001";
 

@@ -6,13 +6,14 @@ use std::net::IpAddr;
 
 use chrono::Duration;
 use starling::datastore::memory::{FaultKind, MemoryStore, Operation};
-use starling::datastore::{Datastore, StoreError};
-use starling::ipam::allocator::{AddressRequest, Allocator, AssignRequest};
-use starling::ipam::block::Block;
-use starling::ipam::pools::IpFamily;
-use starling::ipam::records::{Affinity, AffinityState, Handle, IpamConfig};
-use starling::ipam::{check, release, IpamError};
-use starling::model::IpPool;
+use starling::datastore::Datastore;
+use starling_ipam::allocator::{AddressRequest, Allocator, AssignRequest};
+use starling_ipam::block::Block;
+use starling_ipam::pools::IpFamily;
+use starling_ipam::records::{Affinity, AffinityState, Handle, IpamConfig};
+use starling_ipam::{check, release, IpamError};
+use starling_model::store::StoreError;
+use starling_model::IpPool;
 
 mod ipam_support;
 use ipam_support::{attributes, pool, t0};
@@ -354,7 +355,7 @@ async fn concurrent_assignments_on_two_hosts_never_collide() {
 
 #[tokio::test]
 async fn cleanup_of_handles_blocks_and_unused_affinities() {
-    use starling::ipam::records::read_ipam_config;
+    use starling_ipam::store::read_ipam_config;
     let store = MemoryStore::new();
     assert_eq!(
         read_ipam_config(&store).await.unwrap(),

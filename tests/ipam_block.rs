@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use proptest::prelude::*;
-use starling::ipam::block::{Block, BlockError};
+use starling_ipam::block::{Block, BlockError};
 
 mod ipam_support;
 use ipam_support::t0;
@@ -218,7 +218,7 @@ proptest! {
     /// of the cover are mergeable siblings, none overlap).
     #[test]
     fn reservation_cover_is_exact_and_minimal(ranges in prop::collection::vec((0u32..256, 0u32..64), 1..6)) {
-        use starling::ipam::reserve::cidr_cover;
+        use starling_ipam::reserve::cidr_cover;
         let items: Vec<String> = ranges
             .iter()
             .map(|(start, length)| {

@@ -9,15 +9,17 @@ use chrono::Duration;
 use ipnet::IpNet;
 use starling::datastore::etcd::EtcdStore;
 use starling::datastore::AnyDatastore;
-use starling::datastore::{Datastore, StoreError, WatchEvent};
-use starling::ipam::allocator::{Allocator, AssignRequest};
-use starling::ipam::block::Block;
-use starling::ipam::check::{self, InUseAddress};
-use starling::ipam::claim::{self, Claim};
-use starling::ipam::pools::IpFamily;
-use starling::ipam::records::{Affinity, Handle, IpamConfig, Reservation};
-use starling::ipam::{cli, cli_usage, release};
-use starling::model::IpPool;
+use starling::datastore::{Datastore, WatchEvent};
+use starling::ipam::{cli, cli_usage};
+use starling_ipam::allocator::{Allocator, AssignRequest};
+use starling_ipam::block::Block;
+use starling_ipam::check::{self, InUseAddress};
+use starling_ipam::claim::{self, Claim};
+use starling_ipam::pools::IpFamily;
+use starling_ipam::records::{Affinity, Handle, IpamConfig, Reservation};
+use starling_ipam::release;
+use starling_model::store::StoreError;
+use starling_model::IpPool;
 
 mod ipam_support;
 use futures::StreamExt;
@@ -116,7 +118,7 @@ async fn two_nodes_five_hundred_concurrent_assignments_each() {
     // The CLI's check reads pools from the datastore.
     let stored_pool = starling::resources::IPPool::new(
         "small",
-        starling::resources::IPPoolSpec {
+        starling_model::wire::IPPoolSpec {
             cidr: "10.0.0.0/22".into(),
             block_size: Some(27),
             ..Default::default()
@@ -242,7 +244,7 @@ async fn two_nodes_five_hundred_concurrent_assignments_each() {
             for handle in handles {
                 released += release::release_by_handle(&store, &handle).await?.len();
             }
-            Ok::<usize, starling::ipam::IpamError>(released)
+            Ok::<usize, starling_ipam::IpamError>(released)
         }));
     }
     let mut released = 0;

@@ -7,14 +7,14 @@ use ipnet::IpNet;
 use serde_json::Value;
 use starling::datastore::memory::MemoryStore;
 use starling::datastore::{Datastore, StoredKind};
-use starling::ipam::allocator::{Allocator, AssignRequest};
-use starling::ipam::block::Block;
-use starling::ipam::pools::IpFamily;
-use starling::ipam::records::{
+use starling::resources::ipam::{BlockAffinity, IPAMBlock, IPAMHandle};
+use starling_ipam::allocator::{Allocator, AssignRequest};
+use starling_ipam::block::Block;
+use starling_ipam::pools::IpFamily;
+use starling_ipam::records::{
     Affinity, AffinityKey, AffinityState, AffinityType, Handle, IpamConfig, IpamConfigKey,
 };
-use starling::ipam::{check, show};
-use starling::resources::ipam::{BlockAffinity, IPAMBlock, IPAMHandle};
+use starling_ipam::{check, show};
 
 mod ipam_support;
 use ipam_support::{attributes, pool, t0};

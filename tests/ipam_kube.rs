@@ -7,14 +7,15 @@ use chrono::Duration;
 use ipnet::IpNet;
 use serde_json::json;
 use starling::datastore::kube::KubeStore;
-use starling::datastore::{Datastore, StoreError};
-use starling::ipam::allocator::{Allocator, AssignRequest};
-use starling::ipam::block::Block;
-use starling::ipam::check;
-use starling::ipam::claim::{self, Claim};
-use starling::ipam::pools::IpFamily;
-use starling::ipam::records::{Affinity, Handle, IpamConfig};
-use starling::ipam::release;
+use starling::datastore::Datastore;
+use starling_ipam::allocator::{Allocator, AssignRequest};
+use starling_ipam::block::Block;
+use starling_ipam::check;
+use starling_ipam::claim::{self, Claim};
+use starling_ipam::pools::IpFamily;
+use starling_ipam::records::{Affinity, Handle, IpamConfig};
+use starling_ipam::release;
+use starling_model::store::StoreError;
 
 mod ipam_support;
 #[path = "support/kube_api.rs"]

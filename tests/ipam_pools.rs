@@ -1,12 +1,12 @@
 //! Pool selection (§4.2): explicit pools as-is, automatic pools, allowed uses, errors.
 
-use starling::ipam::pools::{select_pools, IpFamily, NamespaceInfo, PoolError, PoolReference};
-use starling::model::{AllowedUse, AssignmentMode};
+use starling_ipam::pools::{select_pools, IpFamily, NamespaceInfo, PoolError, PoolReference};
+use starling_model::{AllowedUse, AssignmentMode};
 
 mod ipam_support;
 use ipam_support::{node, pool};
 
-fn names(pools: &[starling::model::IpPool]) -> Vec<&str> {
+fn names(pools: &[starling_model::IpPool]) -> Vec<&str> {
     pools.iter().map(|p| p.name.as_str()).collect()
 }
 

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use starling::ipam::pools::PoolReference;
-use starling::ipam::request::{
+use starling_ipam::pools::PoolReference;
+use starling_ipam::request::{
     allocation_request, AllocationMode, CniIpamConfig, FamilyRequest, PoolSource,
 };
 
@@ -17,7 +17,7 @@ fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn pools() -> Vec<starling::model::IpPool> {
+fn pools() -> Vec<starling_model::IpPool> {
     let mut off = pool("off", "10.99.0.0/16", 26);
     off.disabled = true;
     vec![
@@ -331,7 +331,7 @@ fn every_error_names_the_annotation_and_the_problem() {
 #[test]
 fn pod_handle_and_attributes_like_calico_cni() {
     use chrono::TimeZone;
-    use starling::ipam::request::{pod_attributes, pod_handle_id};
+    use starling_ipam::request::{pod_attributes, pod_handle_id};
     assert_eq!(
         pod_handle_id("k8s-pod-network", "abc123\rjunk"),
         "k8s-pod-network.abc123"
@@ -351,8 +351,8 @@ fn pod_handle_and_attributes_like_calico_cni() {
 
 #[test]
 fn family_requests_resolve_to_pools() {
-    use starling::ipam::pools::IpFamily;
-    use starling::ipam::request::pools_for;
+    use starling_ipam::pools::IpFamily;
+    use starling_ipam::request::pools_for;
     let all = pools();
     let request = allocation_request(
         &map(&[("ipv4pools", r#"["cni-pool"]"#)]),

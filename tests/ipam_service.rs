@@ -20,7 +20,7 @@ use starling::datastore::kube::KubeStore;
 use starling::datastore::AnyDatastore;
 use starling::ipam::service::{IpamService, ANNOTATION_CONTAINER_ID, ANNOTATION_POD_IP};
 use starling::metrics::Metrics;
-use starling::model::CalicoNode;
+use starling_model::CalicoNode;
 
 const NODE: &str = "node-a";
 

@@ -1,7 +1,7 @@
 //! `ipam show` computation and rendering (§4.6, §9.2).
 
-use starling::ipam::block::Block;
-use starling::ipam::show::{render_utilization, utilization};
+use starling_ipam::block::Block;
+use starling_ipam::show::{render_utilization, utilization};
 
 mod ipam_support;
 use ipam_support::{attributes, pool};

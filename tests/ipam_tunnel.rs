@@ -4,11 +4,11 @@ use std::net::IpAddr;
 
 use starling::datastore::memory::MemoryStore;
 use starling::datastore::Datastore;
-use starling::ipam::allocator::Allocator;
-use starling::ipam::block::Block;
-use starling::ipam::records::{Handle, IpamConfig};
-use starling::ipam::tunnel::{reconcile_tunnel_addresses, TunnelKind};
-use starling::model::EncapMode;
+use starling_ipam::allocator::Allocator;
+use starling_ipam::block::Block;
+use starling_ipam::records::{Handle, IpamConfig};
+use starling_ipam::tunnel::{reconcile_tunnel_addresses, TunnelKind};
+use starling_model::EncapMode;
 
 mod ipam_support;
 use ipam_support::{node, pool, t0};

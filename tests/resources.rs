@@ -8,19 +8,22 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use starling::model::bgp::{PeerScope, ProgramClusterRoutes};
-use starling::model::felix::NatOutgoingExclusions;
-use starling::model::{
-    AllowedUse, AsNumber, BgpConfig, BgpPeer, EncapMode, FelixConfig, IpPool, IpReservation,
-    NextHopMode, PeerTarget,
-};
 use starling::resources::node::{
     calico_node_from_k8s, calico_node_from_v3, k8s_annotation_changes, k8s_annotation_patch,
     update_v3_node,
 };
 use starling::resources::{
-    BGPConfiguration, BGPPeer, CalicoNodeResource, FelixConfiguration, IPPool, IPPoolSpec,
-    IPReservation, V3Object,
+    BGPConfiguration, BGPPeer, CalicoNodeResource, FelixConfiguration, FromResource, IPPool,
+    IPReservation,
+};
+use starling_model::bgp::BgpConfigLayer;
+use starling_model::bgp::{PeerScope, ProgramClusterRoutes};
+use starling_model::felix::FelixLayer;
+use starling_model::felix::NatOutgoingExclusions;
+use starling_model::wire::{IPPoolSpec, V3Object};
+use starling_model::{
+    AllowedUse, AsNumber, BgpConfig, BgpPeer, EncapMode, FelixConfig, IpPool, IpReservation,
+    NextHopMode, PeerTarget,
 };
 
 /// A fixture as JSON, whether the file is YAML or JSON.
@@ -120,7 +123,7 @@ fn ip_reservation() {
 #[test]
 fn bgp_configuration_with_communities() {
     let resource: BGPConfiguration = round_trip("bgpconfiguration.yaml");
-    let config = BgpConfig::from_resource(&resource).unwrap();
+    let config = BgpConfigLayer::from_resource(&resource).unwrap().config;
     assert!(!config.node_to_node_mesh_enabled);
     assert_eq!(config.as_number, AsNumber(64513));
     assert_eq!(config.listen_port, 1790);
@@ -147,22 +150,21 @@ fn bgp_configuration_with_communities() {
 fn per_node_bgp_configuration_overrides_honoured_fields() {
     let global: BGPConfiguration = round_trip("bgpconfiguration.yaml");
     let node: BGPConfiguration = round_trip("bgpconfiguration-node.json");
-    let node_only = BgpConfig::from_resource(&node).unwrap();
+    let global = BgpConfigLayer::from_resource(&global).unwrap();
+    let node = BgpConfigLayer::from_resource(&node).unwrap();
+    let node_only = &node.config;
     assert_eq!(node_only.log_severity_screen, "Debug");
     assert_eq!(
         node_only.node_mesh_max_restart_time,
         Some(Duration::from_secs(150))
     );
-    let effective = BgpConfig::effective(Some(&global), Some(&node)).unwrap();
+    let effective = BgpConfig::effective(Some(&global), Some(&node));
     assert_eq!(effective.listen_port, 1791);
     assert_eq!(effective.log_severity_screen, "Debug");
     // Mesh settings are not taken from node.<name>.
     assert_eq!(effective.node_mesh_max_restart_time, None);
     assert_eq!(effective.as_number, AsNumber(64513));
-    assert_eq!(
-        BgpConfig::effective(None, None).unwrap(),
-        BgpConfig::default()
-    );
+    assert_eq!(BgpConfig::effective(None, None), BgpConfig::default());
 }
 
 #[test]
@@ -227,7 +229,8 @@ fn felix_configuration_keeps_unknown_fields() {
     let resource: FelixConfiguration = round_trip("felixconfiguration.yaml");
     assert!(resource.spec.other.contains_key("iptablesBackend"));
     assert!(resource.spec.other.contains_key("bpfLogLevel"));
-    let felix = FelixConfig::from_resource(&resource).unwrap();
+    let layer = FelixLayer::from_resource(&resource).unwrap();
+    let felix = FelixConfig::resolve(Some(&layer), None, &Default::default());
     assert_eq!(felix.health_port, 9199);
     assert_eq!(felix.health_host, "localhost");
     assert_eq!(felix.ipip_mtu, 1440);
@@ -261,12 +264,14 @@ fn felix_layers_take_precedence_in_order() {
         "spec": {"healthPort": 9299, "vxlanMTU": 1350}
     }))
     .unwrap();
-    let overrides = starling::model::FelixOverrides {
+    let overrides = starling_model::FelixOverrides {
         health_port: Some(9399),
         health_enabled: Some(true),
         ..Default::default()
     };
-    let felix = FelixConfig::resolve(Some(&global), Some(&node), &overrides).unwrap();
+    let global = FelixLayer::from_resource(&global).unwrap();
+    let node = FelixLayer::from_resource(&node).unwrap();
+    let felix = FelixConfig::resolve(Some(&global), Some(&node), &overrides);
     assert_eq!(felix.health_port, 9399, "environment beats resources");
     assert!(felix.health_enabled);
     assert_eq!(felix.vxlan_mtu, 1350, "node.<name> beats default");
@@ -432,7 +437,7 @@ fn new_etcd_object_has_uid_and_timestamp_but_no_resource_version() {
 #[test]
 fn dotted_as_numbers_are_read_and_written_as_integers() {
     // Calico's clients accept "a.b" but store the integer (the CRD declares an int32).
-    let spec: starling::resources::BGPPeerSpec =
+    let spec: starling_model::wire::BGPPeerSpec =
         serde_json::from_value(serde_json::json!({"peerIP": "192.0.2.1", "asNumber": "1.10"}))
             .unwrap();
     assert_eq!(spec.as_number, Some(AsNumber(65546)));
@@ -454,7 +459,7 @@ fn unknown_fields_are_tolerated() {
 
 #[test]
 fn a_node_without_calico_fields_deletes_every_annotation_and_bgp_section() {
-    let empty = starling::model::CalicoNode {
+    let empty = starling_model::CalicoNode {
         name: "bare".into(),
         ..Default::default()
     };

@@ -3,12 +3,12 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use starling::config::{parse_address_setting, parse_autodetection_method};
-use starling::ipam::pools::IpFamily;
 use starling::startup::autodetect::{
     default_ipv4_pool_cidr, detect, node_interfaces, plan_address, AddressPlan,
 };
 use starling::startup::HostInterface;
+use starling_ipam::pools::IpFamily;
+use starling_model::config::{parse_address_setting, parse_autodetection_method};
 
 fn interface(name: &str, index: u32, up: bool, addresses: &[&str]) -> HostInterface {
     HostInterface {

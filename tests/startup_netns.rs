@@ -7,9 +7,9 @@ use std::process::Command;
 
 use starling::datastore::memory::MemoryStore;
 use starling::datastore::AnyDatastore;
-use starling::ipam::pools::IpFamily;
 use starling::netns;
 use starling::startup::{self, Host, SystemHost};
+use starling_ipam::pools::IpFamily;
 
 fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {

@@ -9,11 +9,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use starling::bgp::codec::{
+use starling_bgp::codec::{
     frame_length, pack_announcements, AsPath, Capability, CodecOptions, Family, Message, NextHop,
     Open, Origin, PathAttributes, Update,
 };
-use starling::model::AsNumber;
+use starling_model::AsNumber;
 
 use crate::AS;
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use starling::bgp::codec::{frame_length, CodecOptions, Message};
+use starling_bgp::codec::{frame_length, CodecOptions, Message};
 
 fuzz_target!(|bytes: &[u8]| {
     let _ = frame_length(bytes);

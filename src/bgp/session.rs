@@ -18,9 +18,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::codec::{self, DecodeError};
-use super::fsm::{ConnectionOrigin, Fsm, Timer};
 use super::sockopt;
+use starling_bgp::codec::{self, DecodeError};
+use starling_bgp::fsm::{ConnectionOrigin, Fsm, Timer};
 
 /// What a connection's reader reports to the speaker.
 #[derive(Debug)]

@@ -13,41 +13,14 @@
 mod actor;
 mod learned;
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::peering::SessionSpec;
-use super::policy::CalicoPolicy;
-use crate::dataplane::spec::LearnedRoute;
 use crate::metrics::Metrics;
-use crate::model::AsNumber;
 use crate::status::PeerStatus;
-
-/// Everything the speaker needs; the daemon sends a new one whenever cluster state changes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpeakerConfig {
-    pub router_id: Ipv4Addr,
-    /// The node's AS (its own or the cluster's); sessions may override it (`localASNumber`).
-    pub local_as: AsNumber,
-    /// `bindMode: NodeIP` gives the node address; `None` listens on every address.
-    pub listen_address: Option<IpAddr>,
-    pub listen_port: u16,
-    /// Sessions keyed by Calico's protocol name (`Mesh_10_0_0_7`, ...).
-    pub sessions: BTreeMap<String, SessionSpec>,
-    /// TCP-MD5 passwords resolved from Secrets, keyed by session name.
-    pub passwords: BTreeMap<String, String>,
-    /// Routes this node originates: confirmed local blocks and borrowed workload /32s.
-    pub originated: Vec<IpNet>,
-    /// Calico's export/import/kernel rules for this node.
-    pub policy: CalicoPolicy,
-    /// Restart time we advertise as a restarting speaker (RFC 4724).
-    pub graceful_restart_time: Duration,
-}
+use starling_bgp::config::SpeakerConfig;
+use starling_bgp::kernel::LearnedRoute;
 
 /// Requests from the handle to the actor.
 pub(crate) enum Command {

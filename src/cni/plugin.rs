@@ -27,7 +27,8 @@ use super::ipam_protocol::{
     AssignRequest, CheckRequest, IpamRequest, IpamResponse, ReleaseRequest,
 };
 use super::result::{code, version_at_least, CniError, CniResult, IpConfig, Route};
-use super::wiring::{resolve_mtu, veth_name, PodDataplane, WiringRequest};
+use super::wiring::{resolve_mtu, PodDataplane, WiringRequest};
+use starling_calc::spec::veth_name;
 
 /// Host facts the plugin takes from its environment rather than from the network config.
 #[derive(Debug, Clone)]

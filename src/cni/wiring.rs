@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use netlink_packet_route::route::RouteScope;
-use sha1::{Digest, Sha1};
 
 use super::namespace::{run_in_namespace, NamespaceError};
 use super::netlink::{format_mac, link_is_up, link_mac, Netlink};
@@ -44,13 +43,6 @@ pub const FALLBACK_MTU: u32 = 1450;
 
 /// Metric of host routes to pods (Felix's `ipv4NormalRoutePriority`, the dataplane's default).
 pub const WORKLOAD_ROUTE_METRIC: u32 = 1024;
-
-/// The host-side interface name for a pod.
-pub fn veth_name(prefix: &str, namespace: &str, pod: &str) -> String {
-    let digest = Sha1::digest(format!("{namespace}.{pod}").as_bytes());
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{prefix}{}", &hex[..11])
-}
 
 /// The interface prefix: the first entry of `FELIX_INTERFACEPREFIX`, else `cali`.
 pub fn interface_prefix(felix_interface_prefix: Option<&str>) -> String {
@@ -557,15 +549,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn veth_names_follow_calico() {
-        // `printf default.nginx | sha1sum` = c440f455693b69cdd48a37aa5ecd78038f50413d
-        assert_eq!(veth_name("cali", "default", "nginx"), "calic440f455693");
-        assert_eq!(veth_name("tap", "default", "nginx"), "tapc440f455693");
-        // `printf kube-system.coredns-abc | sha1sum` = 3d5d6ab04b5152ac04d8...
-        assert_eq!(
-            veth_name("cali", "kube-system", "coredns-abc"),
-            "cali3d5d6ab04b5"
-        );
+    fn interface_prefix_is_the_first_entry() {
         assert_eq!(interface_prefix(None), "cali");
         assert_eq!(interface_prefix(Some("tap, cali")), "tap");
         assert_eq!(interface_prefix(Some(" ,")), "cali");

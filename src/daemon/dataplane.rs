@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::dataplane::desired::{Desired, HostInterface};
 use crate::dataplane::driver::{self, DriverOptions, DriverStatus};
 use crate::dataplane::fake::FakeKernel;
 use crate::dataplane::kernel::{Address, Change, FdbEntry, Kernel, KernelError, Link, Neighbour};
 use crate::dataplane::monitor;
 use crate::dataplane::netlink::NetlinkKernel;
-use crate::dataplane::spec::RouteSpec;
 use crate::metrics::Metrics;
+use starling_calc::spec::RouteSpec;
+use starling_calc::spec::{Desired, HostInterface};
 
 /// Which kernel the driver talks to.
 pub enum KernelMode {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::compute::Computed;
 use crate::datastore::AnyDatastore;
 use crate::metrics::Metrics;
-use crate::model::CalicoNode;
+use starling_calc::compute::Computed;
+use starling_model::CalicoNode;
 
 pub use crate::ipam::service::IpamService;
 

@@ -11,7 +11,6 @@
 //! its sessions gracefully (peers keep our routes for the restart time), the dataplane thread
 //! ends without touching the kernel, so routes stay in place for the next start.
 
-pub mod compute;
 pub mod control;
 pub mod dataplane;
 pub mod health;
@@ -29,17 +28,17 @@ use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::bgp::speaker::SpeakerHandle;
-use crate::config::{Config, Datastore as DatastoreSetting, NetworkingBackend};
-use crate::dataplane::desired::Desired;
 use crate::dataplane::driver::DriverStatus;
 use crate::datastore::{etcd::EtcdStore, kube::KubeStore, AnyDatastore};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::startup::{self, StartupOutcome};
-use crate::state::ClusterState;
 use crate::syncer::{Backoff, Syncer, SyncerContext};
-use compute::Computed;
 use dataplane::{DataplaneOptions, KernelMode};
+use starling_calc::compute::Computed;
+use starling_calc::spec::Desired;
+use starling_calc::state::ClusterState;
+use starling_model::config::{Config, Datastore as DatastoreSetting, NetworkingBackend};
 
 const STARTUP_REPORTER: &str = "startup";
 const DATAPLANE_REPORTER: &str = "dataplane";

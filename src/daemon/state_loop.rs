@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Mutex};
 
-use super::compute::{compute, ComputeInput, Computed};
-use crate::bgp::speaker::{SpeakerConfig, SpeakerHandle};
-use crate::config::Config;
-use crate::dataplane::desired::{Desired, HostInterface, LearnedRoute, RouteClass};
+use crate::bgp::speaker::SpeakerHandle;
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
-use crate::model::{CalicoNode, IpPool};
-use crate::state::{ClusterState, Kind, Update};
+use starling_bgp::config::SpeakerConfig;
+use starling_bgp::kernel::LearnedRoute;
+use starling_calc::compute::{compute, ComputeInput, Computed};
+use starling_calc::spec::{Desired, HostInterface, RouteClass};
+use starling_calc::state::{ClusterState, Kind, Update};
+use starling_model::config::Config;
+use starling_model::{CalicoNode, IpPool};
 
 pub(super) const DATASTORE_REPORTER: &str = "datastore";
 /// Heartbeat period of the state loop and the timeout after which it counts as stuck.

@@ -15,10 +15,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::desired::{Desired, NatSets};
 use super::kernel::Kernel;
 use super::reconcile::{BackoffPolicy, Reconciler};
 use super::{mtu, nat, sysctl};
+use starling_calc::spec::{Desired, NatSets};
 
 #[derive(Debug, Clone)]
 pub struct DriverOptions {

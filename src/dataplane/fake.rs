@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use super::desired::{DeviceKind, RouteSpec};
 use super::kernel::{
     Address, Change, FdbEntry, ItemKey, Kernel, KernelError, Link, LinkKind, Neighbour,
     VxlanParameters,
 };
+use starling_calc::spec::{DeviceKind, RouteSpec};
 
 const EEXIST: i32 = 17;
 const ENOENT: i32 = 2;

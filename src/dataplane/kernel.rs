@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::desired::{DeviceSpec, RouteSpec};
-use crate::model::MacAddr;
+use starling_calc::spec::{DeviceSpec, RouteSpec};
+use starling_model::MacAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanParameters {

@@ -1,12 +1,11 @@
 //! The node dataplane: tunnels, routes, VXLAN neighbours/FDB, natOutgoing and interface sysctls.
 //!
-//! Contract: [`desired::compute`] turns cluster state into a [`desired::Desired`] with no I/O;
+//! Contract: `starling_calc::desired::compute` decides the desired state with no I/O; here
 //! [`reconcile::Reconciler`] reads the kernel back through the narrow [`kernel::Kernel`] trait
 //! and applies the minimal change; [`driver::run`] repeats that when the desired state changes,
 //! when the netlink [`monitor`] sees drift, on retry deadlines and on a periodic resync.
 //! Ownership rules (what Starling may touch) live in [`ownership`].
 
-pub mod desired;
 pub mod driver;
 pub mod fake;
 pub mod kernel;
@@ -17,5 +16,4 @@ pub mod netlink;
 mod netlink_messages;
 pub mod ownership;
 pub mod reconcile;
-pub mod spec;
 pub mod sysctl;

@@ -14,8 +14,8 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::MulticastGroup;
 use tokio::sync::mpsc;
 
-use super::desired::{BIRD_ROUTE_PROTOCOL, FELIX_ROUTE_PROTOCOL};
 use super::kernel::KernelError;
+use starling_calc::spec::{BIRD_ROUTE_PROTOCOL, FELIX_ROUTE_PROTOCOL};
 
 /// Whether an event may concern Starling's objects.
 pub fn is_relevant(message: &RouteNetlinkMessage, route_protocol: u8) -> bool {

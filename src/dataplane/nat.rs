@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use super::desired::NatSets;
+use starling_calc::spec::NatSets;
 
 pub const TABLE: &str = "starling-nat";
 

@@ -29,12 +29,12 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::Handle;
 
-use super::desired::{DeviceKind, RouteScope, RouteSpec, RouteType};
 use super::kernel::{Address, Change, FdbEntry, Kernel, KernelError, Link, Neighbour};
 use super::netlink_messages::{
     describe, family_of, fdb_message, ip_from_bytes, is_device_change, link_layer_address, name_of,
     neighbour_message, netlink_error, parse_link, parse_route, route_address,
 };
+use starling_calc::spec::{DeviceKind, RouteScope, RouteSpec, RouteType};
 
 const DUMP_ATTEMPTS: usize = 8;
 /// Route/neighbour requests kept in flight at once.

@@ -20,9 +20,9 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::packet_route::AddressFamily;
 
-use super::desired::{RouteScope, RouteSpec, RouteType};
 use super::kernel::{Change, KernelError, Link, LinkKind, VxlanParameters};
-use crate::model::MacAddr;
+use starling_calc::spec::{RouteScope, RouteSpec, RouteType};
+use starling_model::MacAddr;
 
 /// A main-table unicast or blackhole route in plain terms; `None` for anything else.
 pub(super) fn parse_route(

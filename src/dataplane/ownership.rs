@@ -12,11 +12,11 @@
 //! Neighbours and FDB entries are ours when permanent on a device we manage (the VXLAN devices,
 //! workload interfaces); devices are ours by name.
 
-use super::desired::{
+use super::kernel::{FdbEntry, Neighbour};
+use starling_calc::spec::{
     Desired, RouteSpec, BIRD_ROUTE_PROTOCOL, BOOT_ROUTE_PROTOCOL, FELIX_ROUTE_PROTOCOL,
     IPIP_DEVICE, VXLAN_DEVICE, VXLAN_V6_DEVICE,
 };
-use super::kernel::{FdbEntry, Neighbour};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PreviousOwner {
@@ -87,7 +87,7 @@ pub fn fdb_is_managed(entry: &FdbEntry) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::desired::{RouteScope, RouteType};
+    use starling_calc::spec::{RouteScope, RouteType};
 
     fn route(destination: &str, device: Option<&str>, protocol: u8) -> RouteSpec {
         RouteSpec {

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::desired::{Desired, DeviceKind, NeighbourKey, RouteSpec, IPIP_DEVICE};
 use super::kernel::{Change, ItemKey, Kernel, KernelError, LinkKind, Snapshot};
 use super::ownership::{self, classify_route, is_vxlan_device};
+use starling_calc::spec::{Desired, DeviceKind, NeighbourKey, RouteSpec, IPIP_DEVICE};
 
 #[derive(Debug, Clone)]
 pub struct BackoffPolicy {

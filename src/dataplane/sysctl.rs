@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::desired::{Desired, SysctlValue};
+use starling_calc::spec::{Desired, SysctlValue};
 
 pub const PROC_SYS: &str = "/proc/sys";
 
@@ -82,7 +82,7 @@ pub fn apply(desired: &Desired, root: &Path) -> SysctlReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::desired::workload_interface_sysctls;
+    use starling_calc::desired::workload_interface_sysctls;
 
     #[test]
     fn writes_only_differences_and_copies_rp_filter() {

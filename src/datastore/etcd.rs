@@ -16,7 +16,7 @@ use super::{
     decode_etcd, keys, warn_invalid, Datastore, Revision, StoreError, StoredKind, Versioned,
     WatchEvent,
 };
-use crate::ipam::records::Affinity;
+use starling_ipam::records::Affinity;
 
 /// One change seen by [`EtcdStore::watch_raw_from`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use sha3::Sha3_256;
 
-use crate::ipam::records::{AffinityKey, AffinityType};
+use starling_ipam::records::{AffinityKey, AffinityType};
 
 pub const BLOCK_PREFIX: &str = "/calico/ipam/v2/assignment/";
 pub const AFFINITY_HOST_PREFIX: &str = "/calico/ipam/v2/host/";

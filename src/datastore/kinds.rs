@@ -13,12 +13,12 @@ use kube::api::ObjectMeta;
 
 use super::keys;
 use super::StoredKind;
-use crate::ipam::block::{Attribute, Block};
-use crate::ipam::records::{Affinity, AffinityKey, AffinityState, AffinityType, Handle};
 use crate::resources::ipam::{
     AllocationAttribute, BlockAffinity, BlockAffinitySpec, EtcdAffinity, EtcdBlock, EtcdHandle,
     IPAMBlock, IPAMBlockSpec, IPAMHandle, IPAMHandleSpec,
 };
+use starling_ipam::block::{Attribute, Block};
+use starling_ipam::records::{Affinity, AffinityKey, AffinityState, AffinityType, Handle};
 
 pub(super) fn named(name: String) -> ObjectMeta {
     ObjectMeta {

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::keys;
 use super::kinds::named;
 use super::StoredKind;
-use crate::ipam::records::{IpamConfig, IpamConfigKey, Reservation};
 use crate::resources::ipam::{EtcdIpamConfig, IPAMConfig, IPAMConfigSpec};
-use crate::resources::{IPReservation, IPReservationSpec};
+use crate::resources::IPReservation;
+use starling_ipam::records::{IpamConfig, IpamConfigKey, Reservation};
+use starling_model::wire::IPReservationSpec;
 
 fn max_blocks(raw: Option<i64>) -> Result<u32, String> {
     let raw = raw.unwrap_or(0);

@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use super::{keys, Datastore, Revision, StoreError, StoredKind, Versioned, WatchEvent};
-use crate::ipam::records::Affinity;
+use starling_ipam::records::Affinity;
 
 /// A Kubernetes API client. Cheap to clone.
 #[derive(Clone)]

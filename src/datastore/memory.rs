@@ -13,7 +13,7 @@ use super::{
     decode_etcd, keys, warn_invalid, Datastore, Revision, StoreError, StoredKind, Versioned,
     WatchEvent,
 };
-use crate::ipam::records::Affinity;
+use starling_ipam::records::Affinity;
 
 /// The operations faults can be injected into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

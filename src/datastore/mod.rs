@@ -1,9 +1,9 @@
 //! Datastore access with compare-and-swap (reference §3 "Concurrency").
 //!
 //! Contract: `Datastore` offers typed get/list/watch plus create-if-absent, update-if-revision and
-//! delete-with-precondition over any `StoredKind`. Revisions are opaque (etcd ModRevision, Kubernetes
-//! resourceVersion). Errors distinguish NotFound / AlreadyExists / Conflict / Unavailable / Invalid and
-//! always carry the key. In the Kubernetes backend objects whose `deleted` flag is set are reported as
+//! delete-with-precondition over any `StoredKind`, in the vocabulary of `starling_model::store`
+//! (opaque revisions, errors that carry the key). `crate::ipam::store` lets the pure IPAM
+//! decisions run over any of them. In the Kubernetes backend objects whose `deleted` flag is set are reported as
 //! not found (and their deletion is finished).
 //!
 //! Implementations: `memory` (unit tests, fault injection), `etcd` (Calico's etcdv3 layout) and
@@ -24,55 +24,8 @@ use futures::stream::BoxStream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::ipam::records::Affinity;
-
-/// An opaque object revision.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Revision(pub String);
-
-impl std::fmt::Display for Revision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A value with the revision it was read at.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned<T> {
-    pub value: T,
-    pub revision: Revision,
-}
-
-/// Why a datastore operation failed; `key` names the object (etcd key or `kind/name`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("{key}: not found")]
-    NotFound { key: String },
-    #[error("{key}: already exists")]
-    AlreadyExists { key: String },
-    #[error("{key}: modified concurrently (revision conflict)")]
-    Conflict { key: String },
-    #[error("{key}: datastore unavailable: {reason}")]
-    Unavailable { key: String, reason: String },
-    #[error("{key}: invalid stored data: {reason}")]
-    Invalid { key: String, reason: String },
-}
-
-impl StoreError {
-    pub fn key(&self) -> &str {
-        match self {
-            StoreError::NotFound { key }
-            | StoreError::AlreadyExists { key }
-            | StoreError::Conflict { key }
-            | StoreError::Unavailable { key, .. }
-            | StoreError::Invalid { key, .. } => key,
-        }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::NotFound { .. })
-    }
-}
+use starling_ipam::records::Affinity;
+use starling_model::store::{Revision, StoreError, Versioned};
 
 /// A change seen by a watch.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
 use super::StoredKind;
-use crate::resources::meta::{V3Metadata, V3Object, V3_API_VERSION};
 use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
+use starling_model::wire::{V3Metadata, V3Object, V3_API_VERSION};
 
 /// etcd prefix of a v3 kind.
 pub fn v3_prefix(plural: &str) -> String {
@@ -118,28 +118,28 @@ macro_rules! v3_kind {
 
 v3_kind!(
     IPPool,
-    crate::resources::IPPoolSpec,
+    starling_model::wire::IPPoolSpec,
     "IPPool",
     "ippools",
     IPPOOL_PREFIX
 );
 v3_kind!(
     BGPConfiguration,
-    crate::resources::BGPConfigurationSpec,
+    starling_model::wire::BGPConfigurationSpec,
     "BGPConfiguration",
     "bgpconfigurations",
     BGPCONFIG_PREFIX
 );
 v3_kind!(
     BGPPeer,
-    crate::resources::BGPPeerSpec,
+    starling_model::wire::BGPPeerSpec,
     "BGPPeer",
     "bgppeers",
     BGPPEER_PREFIX
 );
 v3_kind!(
     FelixConfiguration,
-    crate::resources::FelixConfigurationSpec,
+    starling_model::wire::FelixConfigurationSpec,
     "FelixConfiguration",
     "felixconfigurations",
     FELIXCONFIG_PREFIX
@@ -148,7 +148,7 @@ v3_kind!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::IPPoolSpec;
+    use starling_model::wire::IPPoolSpec;
 
     #[test]
     fn etcd_round_trip_keeps_labels_and_spec() {

@@ -11,13 +11,16 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
-use super::block::Block;
-use super::records::Reservation;
-use super::{check as checker, release as releaser, reserve as reserver, show as shower};
 use crate::datastore::etcd::EtcdStore;
 use crate::datastore::kube::KubeStore;
-use crate::datastore::{AnyDatastore, Datastore, StoreError};
-use crate::model::IpPool;
+use crate::datastore::{AnyDatastore, Datastore};
+use crate::resources::FromResource;
+use starling_ipam::block::Block;
+use starling_ipam::records::Reservation;
+use starling_ipam::store::IpamStore;
+use starling_ipam::{check as checker, release as releaser, reserve as reserver, show as shower};
+use starling_model::store::StoreError;
+use starling_model::IpPool;
 
 /// The `ipam` subcommands.
 #[derive(Debug, Clone, Subcommand)]
@@ -104,7 +107,7 @@ pub async fn connect(choice: &DatastoreChoice) -> Result<AnyDatastore, StoreErro
     })
 }
 
-async fn pools<S: Datastore>(store: &S) -> Result<Vec<IpPool>, StoreError> {
+async fn pools<S: Datastore + IpamStore>(store: &S) -> Result<Vec<IpPool>, StoreError> {
     let mut valid = Vec::new();
     for stored in store.list::<crate::resources::IPPool>().await? {
         match IpPool::from_resource(&stored.value) {
@@ -115,7 +118,7 @@ async fn pools<S: Datastore>(store: &S) -> Result<Vec<IpPool>, StoreError> {
     Ok(valid)
 }
 
-async fn blocks<S: Datastore>(store: &S) -> Result<Vec<Block>, StoreError> {
+async fn blocks<S: Datastore + IpamStore>(store: &S) -> Result<Vec<Block>, StoreError> {
     Ok(store
         .list::<Block>()
         .await?
@@ -125,7 +128,7 @@ async fn blocks<S: Datastore>(store: &S) -> Result<Vec<Block>, StoreError> {
 }
 
 /// `ipam show`.
-pub async fn show<S: Datastore>(store: &S, args: &ShowArgs) -> anyhow::Result<String> {
+pub async fn show<S: Datastore + IpamStore>(store: &S, args: &ShowArgs) -> anyhow::Result<String> {
     let blocks = blocks(store).await?;
     if let Some(address) = args.ip {
         return Ok(shower::render_address(&blocks, address));
@@ -136,14 +139,14 @@ pub async fn show<S: Datastore>(store: &S, args: &ShowArgs) -> anyhow::Result<St
     let usage = shower::utilization(
         &pools(store).await?,
         &blocks,
-        &super::records::read_reservations(store).await?,
+        &starling_ipam::store::read_reservations(store).await?,
     );
     Ok(shower::render_utilization(&usage, args.show_blocks))
 }
 
 /// `ipam check`: the report text and the number of problems. `in_use` (workloads and tunnel
 /// addresses) enables the leak classes; without it only datastore-internal checks run.
-pub async fn check<S: Datastore>(
+pub async fn check<S: Datastore + IpamStore>(
     store: &S,
     in_use: Option<&[checker::InUseAddress]>,
     now: DateTime<Utc>,
@@ -169,7 +172,10 @@ pub async fn check<S: Datastore>(
 }
 
 /// `ipam release`.
-pub async fn release<S: Datastore>(store: &S, args: &ReleaseArgs) -> anyhow::Result<String> {
+pub async fn release<S: Datastore + IpamStore>(
+    store: &S,
+    args: &ReleaseArgs,
+) -> anyhow::Result<String> {
     if let Some(address) = args.ip {
         let outcome = releaser::release_addresses(store, &[address]).await?;
         return Ok(if outcome.released.is_empty() {
@@ -193,7 +199,10 @@ pub async fn release<S: Datastore>(store: &S, args: &ReleaseArgs) -> anyhow::Res
 }
 
 /// `ipam reserve`: creates or replaces the IPReservation.
-pub async fn reserve<S: Datastore>(store: &S, args: &ReserveArgs) -> anyhow::Result<String> {
+pub async fn reserve<S: Datastore + IpamStore>(
+    store: &S,
+    args: &ReserveArgs,
+) -> anyhow::Result<String> {
     let cidrs = reserver::cidr_cover(&args.items)?;
     let name = args.name.clone();
     let mut reservation = Reservation {

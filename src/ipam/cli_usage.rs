@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-use super::check::InUseAddress;
-use crate::datastore::{AnyDatastore, StoreError};
+use crate::datastore::AnyDatastore;
+use starling_ipam::check::InUseAddress;
+use starling_model::store::StoreError;
 
 const WEP_PREFIX: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/";
 const NODE_PREFIX: &str = "/calico/resources/v3/projectcalico.org/nodes/";

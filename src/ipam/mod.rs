@@ -1,67 +1,8 @@
-//! Calico-compatible IP address management (reference §1.2–1.6, §4, §8.4).
-//!
-//! Pure parts: `block` (block math), `pools` (pool choice), `request` (pod annotations → request),
-//! `reserve` (range → CIDR cover), `records` (domain records). Parts over a `Datastore`:
-//! `allocator` (assign/claim/borrow/reclaim with CAS and bounded retry), `release`, `tunnel`,
-//! `check`, `show`. `cli` wires the `starling ipam` subcommands to a datastore chosen from the
-//! environment.
+//! The edge half of IPAM: the daemon's IPAM service behind the control socket ([`service`]),
+//! the `starling ipam` commands ([`cli`], [`cli_usage`]) and the adapter that lets the
+//! decisions of `starling_ipam` run over a real datastore ([`store`]).
 
-pub mod allocator;
-pub mod block;
-pub mod check;
-pub mod claim;
 pub mod cli;
 pub mod cli_usage;
-pub mod handles;
-pub mod pools;
-pub mod records;
-pub mod release;
-pub mod request;
-pub mod reserve;
 pub mod service;
-pub mod show;
-pub mod tunnel;
-
-use std::net::IpAddr;
-
-use ipnet::IpNet;
-
-use crate::datastore::StoreError;
-
-/// Why an IPAM operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IpamError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Pool(#[from] pools::PoolError),
-    #[error(transparent)]
-    Block(#[from] block::BlockError),
-    #[error(
-        "gave up on {what} after {} conflicting writes",
-        handles::DATASTORE_RETRIES
-    )]
-    RetriesExhausted { what: String },
-    #[error("not enough free IPv{version} addresses: wanted {wanted}, found {found} ({reason})")]
-    Exhausted {
-        version: u8,
-        wanted: usize,
-        found: usize,
-        reason: String,
-    },
-    #[error("{address} is not inside any enabled IP pool")]
-    AddressNotInPool { address: IpAddr },
-    #[error("{address} is already in use by handle {handle}{pod}")]
-    AddressInUse {
-        address: IpAddr,
-        handle: String,
-        /// ` (pod namespace/name)` when the owner is a pod, else empty.
-        pod: String,
-    },
-    #[error("{address} is in block {block} owned by {owner:?} and strict affinity is enabled")]
-    NotAffine {
-        address: IpAddr,
-        block: IpNet,
-        owner: String,
-    },
-}
+pub mod store;

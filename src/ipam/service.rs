@@ -21,23 +21,26 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Patch, PatchParams};
 use kube::Api;
 
-use super::allocator::{AddressRequest, Allocator, AssignRequest};
-use super::pools::{IpFamily, NamespaceInfo};
-use super::records::{read_ipam_config, read_reservations, Handle};
-use super::request::{
-    allocation_request, pod_attributes, pools_for, AllocationMode, CniIpamConfig,
-};
-use super::IpamError;
 use crate::cni::ipam_protocol::{
     AssignRequest as CniAssign, CheckRequest, IpamErrorKind, IpamRequest, IpamResponse,
     ReleaseRequest,
 };
-use crate::datastore::{AnyDatastore, Datastore, StoreError};
-use crate::ipam::block::Block;
+use crate::datastore::{AnyDatastore, Datastore};
 use crate::metrics::Metrics;
-use crate::model::validate::ippool::resolve_overlaps;
-use crate::model::{CalicoNode, IpPool};
+use crate::resources::FromResource;
 use crate::resources::IPPool;
+use starling_ipam::allocator::{AddressRequest, Allocator, AssignRequest};
+use starling_ipam::block::Block;
+use starling_ipam::pools::{IpFamily, NamespaceInfo};
+use starling_ipam::records::Handle;
+use starling_ipam::request::{
+    allocation_request, pod_attributes, pools_for, AllocationMode, CniIpamConfig,
+};
+use starling_ipam::store::{read_ipam_config, read_reservations};
+use starling_ipam::IpamError;
+use starling_model::store::StoreError;
+use starling_model::validate::ippool::resolve_overlaps;
+use starling_model::{CalicoNode, IpPool};
 
 pub const ANNOTATION_POD_IP: &str = "cni.projectcalico.org/podIP";
 pub const ANNOTATION_POD_IPS: &str = "cni.projectcalico.org/podIPs";
@@ -238,7 +241,7 @@ impl IpamService {
             Err(response) => {
                 // Whatever part of the request succeeded is given back.
                 if let Err(err) =
-                    super::release::release_by_handle(self.store(), &request.handle).await
+                    starling_ipam::release::release_by_handle(self.store(), &request.handle).await
                 {
                     tracing::error!(handle = %request.handle, %err, "releasing a failed assignment");
                 }
@@ -246,7 +249,8 @@ impl IpamService {
             }
         };
         if let Err(message) = self.annotate_pod(request, &assigned).await {
-            if let Err(err) = super::release::release_by_handle(self.store(), &request.handle).await
+            if let Err(err) =
+                starling_ipam::release::release_by_handle(self.store(), &request.handle).await
             {
                 tracing::error!(handle = %request.handle, %err, "releasing after a failed annotation");
             }
@@ -397,11 +401,11 @@ impl IpamService {
     }
 
     async fn release(&self, request: &ReleaseRequest) -> IpamResponse {
-        let released = match super::release::release_by_handle(self.store(), &request.handle).await
-        {
-            Ok(released) => released,
-            Err(err) => return error(classify(&err), err.to_string()),
-        };
+        let released =
+            match starling_ipam::release::release_by_handle(self.store(), &request.handle).await {
+                Ok(released) => released,
+                Err(err) => return error(classify(&err), err.to_string()),
+            };
         if let (Some(client), Some(namespace), Some(pod)) =
             (&self.kube, &request.pod_namespace, &request.pod_name)
         {

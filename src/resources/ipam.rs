@@ -6,7 +6,7 @@
 //! - the etcdv3 JSON values (`Etcd*`): `affinity_claim_time` in snake case, the affinity value is only
 //!   `{"state":..,"deleted":false}`, the handle id lives only in the key, legacy `hostAffinity`.
 //!
-//! Nothing here validates; conversion into the domain records (`crate::ipam::records`) does.
+//! Nothing here validates; conversion into the domain records (`starling_ipam::records`) does.
 
 use std::collections::BTreeMap;
 

@@ -1,26 +1,97 @@
-//! Calico's resources as they appear on the wire: the `crd.projectcalico.org/v1` CRD types
-//! (also the `spec` of the etcd `projectcalico.org/v3` objects), object metadata handling, and
-//! the Calico node information in Kubernetes Node annotations or the etcd Node resource.
+//! Calico's resources as Kubernetes objects: the `crd.projectcalico.org/v1` kinds around the pure
+//! wire specs of `starling_model::wire`, the IPAM CRDs, object metadata handling, and the Calico
+//! node information in Kubernetes Node annotations or the etcd Node resource.
 //!
-//! Contract: these types read any object Calico writes (unknown fields are ignored, every
-//! optional field stays `None` when absent) and write back the same field names, omitting what
-//! is `None`. They do not validate; `crate::model::validate` turns them into domain types.
-//! CRD manifests are generated from these same types (`crate::crds`).
+//! Contract: these types read any object Calico writes (unknown fields are ignored) and write back
+//! the same fields. They do not validate: [`FromResource`] runs `starling_model::validate` on an
+//! object's name and spec where it enters the process. CRD manifests are generated from these same
+//! types (`crate::crds`).
 
-pub mod bgpconfig;
-pub mod bgppeer;
-pub mod felixconfig;
+pub mod crd;
 pub mod ipam;
-pub mod ippool;
-pub mod ipreservation;
 pub mod meta;
 pub mod node;
-pub(crate) mod schema;
 
-pub use bgpconfig::{BGPConfiguration, BGPConfigurationSpec};
-pub use bgppeer::{BGPPeer, BGPPeerSpec};
-pub use felixconfig::{FelixConfiguration, FelixConfigurationSpec};
-pub use ippool::{IPPool, IPPoolSpec};
-pub use ipreservation::{IPReservation, IPReservationSpec};
-pub use meta::{V3Metadata, V3Object};
+use starling_model::validate::bgp::{validate_bgp_configuration_layer, validate_bgp_peer};
+use starling_model::validate::felix::validate_felix_configuration;
+use starling_model::validate::ippool::validate_ip_pool;
+use starling_model::validate::reservation::validate_ip_reservation;
+use starling_model::wire::{
+    BGPConfigurationSpec, BGPPeerSpec, FelixConfigurationSpec, IPPoolSpec, IPReservationSpec,
+};
+use starling_model::{bgp::BgpConfigLayer, felix::FelixLayer};
+use starling_model::{BgpPeer, IpPool, IpReservation, ValidationError};
+
 pub use node::{CalicoNodeResource, NodeSpec, NodeStatus};
+
+crd::calico_resource!(
+    IPPool,
+    IPPoolSpec,
+    "ippools",
+    "An IPPool: a range of addresses Calico IPAM assigns from, with its routing and NAT settings."
+);
+crd::calico_resource!(
+    BGPConfiguration,
+    BGPConfigurationSpec,
+    "bgpconfigurations",
+    "A BGPConfiguration: cluster-wide (default) or per-node (node.<name>) BGP settings."
+);
+crd::calico_resource!(
+    BGPPeer,
+    BGPPeerSpec,
+    "bgppeers",
+    "A BGPPeer: a BGP peering that some or all nodes establish."
+);
+crd::calico_resource!(
+    FelixConfiguration,
+    FelixConfigurationSpec,
+    "felixconfigurations",
+    "A FelixConfiguration: dataplane settings, global (default) or per node (node.<name>)."
+);
+crd::calico_resource!(
+    IPReservation,
+    IPReservationSpec,
+    "ipreservations",
+    "An IPReservation: addresses Calico IPAM never assigns automatically."
+);
+
+/// Validation of a Kubernetes object into its domain type, by its name and spec.
+pub trait FromResource<Object>: Sized {
+    fn from_resource(object: &Object) -> Result<Self, ValidationError>;
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or("")
+}
+
+impl FromResource<IPPool> for IpPool {
+    /// A deletionTimestamp marks the pool as being deleted.
+    fn from_resource(pool: &IPPool) -> Result<IpPool, ValidationError> {
+        let deleting = pool.metadata.deletion_timestamp.is_some();
+        validate_ip_pool(name_of(&pool.metadata), &pool.spec, deleting)
+    }
+}
+
+impl FromResource<BGPConfiguration> for BgpConfigLayer {
+    fn from_resource(config: &BGPConfiguration) -> Result<BgpConfigLayer, ValidationError> {
+        validate_bgp_configuration_layer(name_of(&config.metadata), &config.spec)
+    }
+}
+
+impl FromResource<BGPPeer> for BgpPeer {
+    fn from_resource(peer: &BGPPeer) -> Result<BgpPeer, ValidationError> {
+        validate_bgp_peer(name_of(&peer.metadata), &peer.spec)
+    }
+}
+
+impl FromResource<FelixConfiguration> for FelixLayer {
+    fn from_resource(config: &FelixConfiguration) -> Result<FelixLayer, ValidationError> {
+        validate_felix_configuration(name_of(&config.metadata), &config.spec)
+    }
+}
+
+impl FromResource<IPReservation> for IpReservation {
+    fn from_resource(reservation: &IPReservation) -> Result<IpReservation, ValidationError> {
+        validate_ip_reservation(name_of(&reservation.metadata), &reservation.spec)
+    }
+}

@@ -17,8 +17,8 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 
-use super::meta::V3Object;
-use crate::model::{AsNumber, CalicoNode};
+use starling_model::wire::V3Object;
+use starling_model::{AsNumber, CalicoNode};
 
 /// Kubernetes Node annotation names (reference §2.1).
 pub mod annotation {

@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net};
 
 use super::interfaces::{HostInterface, NamePatterns};
-use crate::config::{AddressSetting, AutodetectionMethod};
-use crate::ipam::pools::IpFamily;
+use starling_ipam::pools::IpFamily;
+use starling_model::config::{AddressSetting, AutodetectionMethod};
 
 /// Why no address could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -25,15 +25,17 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::config::Config;
-use crate::datastore::{AnyDatastore, Datastore, StoreError};
-use crate::ipam::allocator::Allocator;
-use crate::ipam::pools::IpFamily;
-use crate::ipam::records::{read_ipam_config, read_reservations};
-use crate::ipam::tunnel::reconcile_tunnel_addresses;
-use crate::ipam::IpamError;
-use crate::model::{CalicoNode, IpPool};
+use crate::datastore::{AnyDatastore, Datastore};
+use crate::resources::FromResource;
 use crate::resources::IPPool;
+use starling_ipam::allocator::Allocator;
+use starling_ipam::pools::IpFamily;
+use starling_ipam::store::{read_ipam_config, read_reservations};
+use starling_ipam::tunnel::reconcile_tunnel_addresses;
+use starling_ipam::IpamError;
+use starling_model::config::Config;
+use starling_model::store::StoreError;
+use starling_model::{CalicoNode, IpPool};
 
 pub use autodetect::AutodetectError;
 pub use interfaces::HostInterface;
@@ -147,7 +149,7 @@ pub async fn run_with(
     store: &AnyDatastore,
     host: &dyn Host,
 ) -> Result<StartupOutcome, StartupError> {
-    let node_name = config.node_name.resolve_from_system();
+    let node_name = crate::run_args::node_name_from_system(&config.node_name);
     if node_name.is_empty() {
         return Err(StartupError::NoNodeName);
     }
@@ -234,7 +236,7 @@ pub async fn wait_for_datastore(store: &AnyDatastore) {
 }
 
 fn pools_probe_name() -> String {
-    crate::config::DefaultPoolConfig::IPV4_NAME.to_string()
+    starling_model::config::DefaultPoolConfig::IPV4_NAME.to_string()
 }
 
 /// Every valid pool (an invalid one is skipped with a warning, as the daemon does).
@@ -325,7 +327,7 @@ pub async fn refresh_tunnel_addresses(
                     .map(IpAddr::V6),
             )
             .collect();
-            if let Err(release) = crate::ipam::release::release_addresses(store, &fresh).await {
+            if let Err(release) = starling_ipam::release::release_addresses(store, &fresh).await {
                 tracing::warn!(%release, "could not release tunnel addresses after a failed node write");
             }
             Err(error)

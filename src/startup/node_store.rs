@@ -20,14 +20,16 @@ use kube::api::{Api, Patch, PatchParams};
 
 use super::StartupError;
 use crate::datastore::v3::v3_prefix;
-use crate::datastore::{AnyDatastore, Datastore, Revision, StoreError, StoredKind, Versioned};
-use crate::model::CalicoNode;
-use crate::resources::meta::{new_uid, V3Metadata, V3_API_VERSION};
+use crate::datastore::{AnyDatastore, Datastore, StoredKind};
+use crate::resources::meta::new_uid;
 use crate::resources::node::{
     apply_annotation_changes, calico_node_from_k8s, calico_node_from_v3, k8s_annotation_changes,
     update_v3_node, NodeAddress, NodeInterface, NODE_KIND,
 };
 use crate::resources::{CalicoNodeResource, NodeSpec};
+use starling_model::store::{Revision, StoreError, Versioned};
+use starling_model::wire::{V3Metadata, V3_API_VERSION};
+use starling_model::CalicoNode;
 
 /// Annotation holding `spec.interfaces` on a Kubernetes Node (reference §2.1).
 pub const INTERFACES_ANNOTATION: &str = "projectcalico.org/Interfaces";

@@ -15,15 +15,15 @@ use ipnet::{IpNet, Ipv6Net};
 use super::autodetect::default_ipv4_pool_cidr;
 use super::interfaces::HostInterface;
 use super::StartupError;
-use crate::config::{Config, DefaultPoolConfig, PoolCidrSource};
-use crate::datastore::{AnyDatastore, Datastore, StoreError, StoredKind};
-use crate::model::pool::EncapMode;
-use crate::model::IpPool;
+use crate::datastore::{AnyDatastore, Datastore, StoredKind};
 use crate::resources::meta::new_uid;
-use crate::resources::{
-    BGPConfiguration, BGPConfigurationSpec, FelixConfiguration, FelixConfigurationSpec, IPPool,
-    IPPoolSpec,
-};
+use crate::resources::FromResource;
+use crate::resources::{BGPConfiguration, FelixConfiguration, IPPool};
+use starling_model::config::{Config, DefaultPoolConfig, PoolCidrSource};
+use starling_model::pool::EncapMode;
+use starling_model::store::StoreError;
+use starling_model::wire::{BGPConfigurationSpec, FelixConfigurationSpec, IPPoolSpec};
+use starling_model::IpPool;
 
 fn encap_text(mode: EncapMode) -> &'static str {
     match mode {

@@ -12,10 +12,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::autodetect::{detect, node_interfaces, plan_address, AddressPlan};
 use super::interfaces::HostInterface;
 use super::StartupError;
-use crate::config::{AddressSetting, AutodetectionMethod, Config, NetworkingBackend};
-use crate::ipam::pools::IpFamily;
-use crate::model::{AsNumber, CalicoNode};
 use crate::resources::node::NodeInterface;
+use starling_ipam::pools::IpFamily;
+use starling_model::config::{AddressSetting, AutodetectionMethod, Config, NetworkingBackend};
+use starling_model::{AsNumber, CalicoNode};
 
 /// What start-up writes into the node registration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,11 +12,14 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use crate::datastore::StoredKind;
-use crate::ipam::block::Block;
-use crate::ipam::records::{Affinity, IpamConfig, Reservation};
-use crate::model::{BgpConfig, BgpPeer, FelixConfig, IpPool, IpReservation};
+use crate::resources::FromResource;
 use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
-use crate::state::{Kind, LocalPod, Resource, SecretData};
+use starling_calc::state::{Kind, LocalPod, Resource, SecretData};
+use starling_ipam::block::Block;
+use starling_ipam::records::{Affinity, IpamConfig, Reservation};
+use starling_model::bgp::BgpConfigLayer;
+use starling_model::felix::FelixLayer;
+use starling_model::{BgpPeer, IpPool, IpReservation};
 
 /// What one stored object means for the state.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,8 +73,9 @@ impl WatchedKind for Affinity {
 impl WatchedKind for BGPConfiguration {
     const KIND: Kind = Kind::BgpConfiguration;
     fn into_resource(self) -> Result<Resource, String> {
-        BgpConfig::from_resource(&self).map_err(|e| e.to_string())?;
-        Ok(Resource::BgpConfiguration(Box::new(self)))
+        BgpConfigLayer::from_resource(&self)
+            .map(|layer| Resource::BgpConfiguration(Box::new(layer)))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -97,8 +101,9 @@ impl WatchedKind for Reservation {
 impl WatchedKind for FelixConfiguration {
     const KIND: Kind = Kind::FelixConfiguration;
     fn into_resource(self) -> Result<Resource, String> {
-        FelixConfig::from_resource(&self).map_err(|e| e.to_string())?;
-        Ok(Resource::FelixConfiguration(Box::new(self)))
+        FelixLayer::from_resource(&self)
+            .map(|layer| Resource::FelixConfiguration(Box::new(layer)))
+            .map_err(|e| e.to_string())
     }
 }
 

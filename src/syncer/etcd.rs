@@ -8,10 +8,10 @@ use tokio::task::JoinHandle;
 use super::convert::{self, Conversion, WatchedKind};
 use super::{Backoff, SyncerContext};
 use crate::datastore::etcd::{EtcdStore, RawEvent};
-use crate::ipam::block::Block;
-use crate::ipam::records::{Affinity, IpamConfig, Reservation};
 use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
-use crate::state::{Kind, Update};
+use starling_calc::state::{Kind, Update};
+use starling_ipam::block::Block;
+use starling_ipam::records::{Affinity, IpamConfig, Reservation};
 
 type Decode = fn(&str, &[u8]) -> Option<Conversion>;
 

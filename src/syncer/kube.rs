@@ -18,10 +18,10 @@ use tokio::task::JoinHandle;
 
 use super::convert::{self, Conversion, WatchedKind};
 use super::{Backoff, SyncerContext};
-use crate::ipam::block::Block;
-use crate::ipam::records::{Affinity, IpamConfig, Reservation};
 use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
-use crate::state::{Kind, Resource as StateResource, Update};
+use starling_calc::state::{Kind, Resource as StateResource, Update};
+use starling_ipam::block::Block;
+use starling_ipam::records::{Affinity, IpamConfig, Reservation};
 
 fn crd_task<K: WatchedKind>(client: &Client, context: &SyncerContext) -> JoinHandle<()> {
     let api: Api<K::Crd> = Api::all(client.clone());

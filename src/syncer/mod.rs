@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 
 use crate::datastore::AnyDatastore;
 use crate::metrics::Metrics;
-use crate::state::{Kind, Update};
 use convert::Conversion;
+use starling_calc::state::{Kind, Update};
 
 /// What every watcher task shares.
 #[derive(Clone)]

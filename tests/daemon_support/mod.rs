@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use starling::config::Config;
-use starling::daemon::compute::Computed;
 use starling::daemon::dataplane::KernelMode;
 use starling::daemon::{DaemonHandle, DaemonOptions, StartupMode};
 use starling::dataplane::fake::FakeKernel;
 use starling::datastore::AnyDatastore;
-use starling::model::CalicoNode;
 use starling::startup::StartupOutcome;
+use starling_calc::compute::Computed;
+use starling_model::config::Config;
+use starling_model::CalicoNode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const DEADLINE: Duration = Duration::from_secs(60);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use starling::datastore::etcd::EtcdStore;
 use starling::datastore::Datastore;
-use starling::ipam::records::{IpamConfig, IpamConfigKey};
+use starling_ipam::records::{IpamConfig, IpamConfigKey};
 
 pub const ETCD_BINARY: &str = "/usr/bin/etcd";
 
@@ -73,7 +73,7 @@ impl EtcdServer {
         loop {
             if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&client_url)).await {
                 match store.get::<IpamConfig>(&IpamConfigKey).await {
-                    Ok(_) | Err(starling::datastore::StoreError::NotFound { .. }) => {
+                    Ok(_) | Err(starling_model::store::StoreError::NotFound { .. }) => {
                         return Some((server, store));
                     }
                     Err(_) => {}

@@ -6,8 +6,8 @@ pub mod etcd;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
-use starling::model::{AssignmentMode, CalicoNode, EncapMode, IpPool};
-use starling::selector::Selector;
+use starling_model::{AssignmentMode, CalicoNode, EncapMode, IpPool};
+use starling_selector::Selector;
 
 pub fn pool(name: &str, cidr: &str, block_size: u8) -> IpPool {
     IpPool {

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use starling::config::Config;
-use starling::ipam::pools::IpFamily;
 use starling::startup::{Host, HostInterface};
+use starling_ipam::pools::IpFamily;
+use starling_model::config::Config;
 
 /// A host with fixed interfaces; `can-reach=` answers with `reach_source`.
 pub struct FakeHost {

@@ -17,18 +17,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use starling::bgp::peering::{PeerKind, SessionSpec};
-use starling::bgp::policy::{CalicoPolicy, OwnBlock, PoolFacts};
-use starling::bgp::speaker::{SpeakerConfig, SpeakerHandle};
-use starling::dataplane::desired::{compute, DataplaneInput};
+use starling::bgp::speaker::SpeakerHandle;
 use starling::dataplane::driver::{self, DriverOptions, DriverStatus};
 use starling::dataplane::netlink::NetlinkKernel;
-use starling::dataplane::spec::DataplaneConfig;
 use starling::metrics::Metrics;
-use starling::model::pool::PoolEncapsulation;
-use starling::model::{AsNumber, NextHopMode};
 use starling::netns::{self, NetnsGuard};
 use starling::status::PeerStatus;
+use starling_bgp::config::SpeakerConfig;
+use starling_bgp::peering::{PeerKind, SessionSpec};
+use starling_bgp::policy::{CalicoPolicy, OwnBlock, PoolFacts};
+use starling_calc::desired::compute;
+use starling_calc::spec::DataplaneConfig;
+use starling_calc::spec::DataplaneInput;
+use starling_model::pool::PoolEncapsulation;
+use starling_model::{AsNumber, NextHopMode};
 use tokio::sync::{mpsc, watch};
 
 /// The lab's shared subnet; node `i` has `10.77.0.(11 + i)`.
@@ -296,7 +298,7 @@ impl Starling {
                     SpeakerHandle::spawn(initial, Metrics::new())
                 };
                 let mut learned = speaker.learned_routes();
-                let input = |routes: &[starling::dataplane::spec::LearnedRoute]| {
+                let input = |routes: &[starling_bgp::kernel::LearnedRoute]| {
                     Arc::new(compute(&DataplaneInput {
                         config: DataplaneConfig {
                             ip_forwarding: false,

@@ -6,9 +6,9 @@
 use std::process::Command;
 
 use ipnet::IpNet;
-use starling::dataplane::desired::{BlockSummary, DataplaneInput, HostInterface};
-use starling::model::{CalicoNode, EncapMode, IpPool};
-use starling::selector::Selector;
+use starling_calc::spec::{BlockSummary, DataplaneInput, HostInterface};
+use starling_model::{CalicoNode, EncapMode, IpPool};
+use starling_selector::Selector;
 
 /// True when running as root; otherwise prints why the test is skipped.
 pub fn require_root(test: &str) -> bool {
@@ -198,8 +198,9 @@ pub fn three_node_vxlan() -> DataplaneInput {
     }
 }
 
-use starling::dataplane::desired::{compute, Desired, LocalWorkload};
 use starling::netns::{self, NetnsGuard};
+use starling_calc::desired::compute;
+use starling_calc::spec::{Desired, LocalWorkload};
 
 /// `ip netns exec NS PROGRAM ARGS...` succeeded?
 pub fn exec_ok(namespace: &str, command: &str) -> bool {

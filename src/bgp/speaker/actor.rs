@@ -13,16 +13,16 @@ use tokio::sync::{mpsc, watch};
 
 use super::learned::LearnedTable;
 use super::{Command, SpeakerConfig};
-use crate::bgp::codec::Family;
-use crate::bgp::fsm::{
+use crate::bgp::session::{Connection, ConnectionEvent, ConnectionId, Slot};
+use crate::metrics::Metrics;
+use starling_bgp::codec::Family;
+use starling_bgp::fsm::{
     DownReason, Fsm, FsmConfig, GracefulRestartConfig, Input, Negotiated, State,
 };
-use crate::bgp::peering::SessionSpec;
-use crate::bgp::policy::{CalicoRibPolicy, RouteKind};
-use crate::bgp::rib::{Candidate, PeerConfig, PeerId, Rib, RibConfig};
-use crate::bgp::session::{Connection, ConnectionEvent, ConnectionId, Slot};
-use crate::dataplane::spec::LearnedRoute;
-use crate::metrics::Metrics;
+use starling_bgp::kernel::LearnedRoute;
+use starling_bgp::peering::SessionSpec;
+use starling_bgp::policy::{CalicoRibPolicy, RouteKind};
+use starling_bgp::rib::{Candidate, PeerConfig, PeerId, Rib, RibConfig};
 
 /// Events from helper tasks (listeners and outgoing connects).
 enum Internal {
@@ -183,7 +183,7 @@ pub(super) async fn run(
 }
 
 impl Actor {
-    fn policy_export(&mut self, id: PeerId) -> crate::bgp::rib::ExportBatch {
+    fn policy_export(&mut self, id: PeerId) -> starling_bgp::rib::ExportBatch {
         let policy = CalicoRibPolicy {
             policy: &self.config.policy,
             classify: |_: &IpNet, _: &Candidate| (RouteKind::LocalBlockOrWorkload, false),
@@ -287,7 +287,7 @@ impl Actor {
         for prefix in wanted.difference(&self.originated) {
             changed.extend(
                 self.rib
-                    .originate(*prefix, crate::bgp::rib::RouteAttributes::local()),
+                    .originate(*prefix, starling_bgp::rib::RouteAttributes::local()),
             );
         }
         self.originated = wanted;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use tokio::sync::watch;
 
-use crate::bgp::policy::{CalicoPolicy, KernelDecision};
-use crate::bgp::rib::{Rib, RouteSource};
-use crate::dataplane::spec::LearnedRoute;
+use starling_bgp::kernel::LearnedRoute;
+use starling_bgp::policy::{CalicoPolicy, KernelDecision};
+use starling_bgp::rib::{Rib, RouteSource};
 
 /// Learned routes for the dataplane, with a dirty flag so bursts publish once.
 #[derive(Debug, Default)]
@@ -72,9 +72,9 @@ impl LearnedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::codec::{AsPath, Family, Origin, PathAttributes, Update};
-    use crate::bgp::rib::{PeerConfig, PeerId, PeerSession, RibConfig, RouteAttributes};
-    use crate::model::{AsNumber, NextHopMode};
+    use starling_bgp::codec::{AsPath, Family, Origin, PathAttributes, Update};
+    use starling_bgp::rib::{PeerConfig, PeerId, PeerSession, RibConfig, RouteAttributes};
+    use starling_model::{AsNumber, NextHopMode};
     use std::net::{IpAddr, Ipv4Addr};
 
     fn rib_with_route(prefix: &str) -> Rib {

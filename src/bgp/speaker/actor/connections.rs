@@ -12,12 +12,12 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use super::{canonical, Actor, Internal, Listener, Which};
-use crate::bgp::codec::Message;
-use crate::bgp::fsm::{collision_survivor, ConnectionOrigin, Fsm, Input, State};
 use crate::bgp::session::{
     connect, spawn_connection, ConnectSettings, ConnectionEvent, ConnectionId, Slot,
 };
 use crate::bgp::sockopt;
+use starling_bgp::codec::Message;
+use starling_bgp::fsm::{collision_survivor, ConnectionOrigin, Fsm, Input, State};
 
 impl Actor {
     /// One listener per address family (or one on the bind address), re-created when the
@@ -242,7 +242,7 @@ impl Actor {
         }
     }
 
-    fn malformed(&mut self, name: &str, which: Which, error: crate::bgp::codec::DecodeError) {
+    fn malformed(&mut self, name: &str, which: Which, error: starling_bgp::codec::DecodeError) {
         if let Some(state) = self.sessions.get_mut(name) {
             if !state.malformed_logged {
                 state.malformed_logged = true;
@@ -257,7 +257,7 @@ impl Actor {
     }
 
     /// Connection collision detection when an OPEN arrives (RFC 4271 §6.8).
-    fn open_received(&mut self, name: &str, which: Which, open: crate::bgp::codec::Open) {
+    fn open_received(&mut self, name: &str, which: Which, open: starling_bgp::codec::Open) {
         let Some(state) = self.sessions.get(name) else {
             return;
         };

@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{graceful_reason, negotiated_restart_time, spawn_connect, Actor, SessionState, Which};
-use crate::bgp::codec::{Message, Update};
-use crate::bgp::fsm::{DownReason, Fsm, Input, Negotiated, Output, State};
-use crate::bgp::policy::{CalicoRibPolicy, RouteKind};
-use crate::bgp::rib::{Candidate, PeerSession};
 use crate::bgp::session::{ConnectSettings, Slot};
 use crate::status::PeerStatus;
+use starling_bgp::codec::{Message, Update};
+use starling_bgp::fsm::{DownReason, Fsm, Input, Negotiated, Output, State};
+use starling_bgp::policy::{CalicoRibPolicy, RouteKind};
+use starling_bgp::rib::{Candidate, PeerSession};
 
 impl Actor {
     pub(super) fn perform(&mut self, name: &str, which: Which, output: Output) {
@@ -203,7 +203,7 @@ impl Actor {
 
     /// Sends every established peer what changed for it.
     pub(super) fn export_all(&mut self) {
-        let established: Vec<(String, crate::bgp::rib::PeerId)> = self
+        let established: Vec<(String, starling_bgp::rib::PeerId)> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.primary.fsm.state() == State::Established)
