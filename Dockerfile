@@ -1,7 +1,7 @@
 # Multi-stage build of the starling image. No container engine runs on the development machines,
 # so this file is checked only by review and by `hadolint`-style reading; see README "Deployment".
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
