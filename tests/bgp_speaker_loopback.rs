@@ -1,8 +1,8 @@
 //! The speaker's TCP side against a scripted peer on loopback (no root needed): a session
 //! reaches Established, malformed input gets the codec's exact NOTIFICATION and a counter
 //! without hurting the speaker, connections from unknown addresses are refused, an UPDATE
-//! ends up on `learned_routes()`, and a ROUTE-REFRESH is answered with the table and
-//! End-of-RIB.
+//! ends up on `learned_routes()`, a ROUTE-REFRESH is answered with the table and End-of-RIB,
+//! and configuration changes never send a Cease to a peer that stays configured.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -306,8 +306,24 @@ impl Peer {
     }
 }
 
+/// Until End-of-RIB, failing on a NOTIFICATION or a close; returns the UPDATEs before it.
+async fn updates_until_end_of_rib(peer: &mut Peer, what: &str) -> Vec<Update> {
+    let mut updates = Vec::new();
+    loop {
+        match peer.receive().await {
+            Some(message) if is_end_of_rib(&message) => return updates,
+            Some(Message::Update(update)) => updates.push(*update),
+            Some(Message::Notification(notification)) => {
+                panic!("{what}: the speaker sent {notification}")
+            }
+            Some(_) => {}
+            None => panic!("{what}: the speaker closed the connection"),
+        }
+    }
+}
+
 #[tokio::test]
-async fn configuration_update_restarts_only_the_changed_session() {
+async fn configuration_updates_never_cease_a_session() {
     const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
     let port = free_port();
     let mut initial = config(port);
@@ -331,38 +347,68 @@ async fn configuration_update_restarts_only_the_changed_session() {
     let mut kept = Peer::establish_from(port, PEER).await;
     let mut changed = Peer::establish_from(port, OTHER).await;
 
-    // Only the second session's specification changes.
+    // Parameters only an OPEN carries (restart time, as nodeMeshMaxRestartTime changes it,
+    // and keepalive) wait for the next connection: both sessions stay up.
     let mut update = initial.clone();
-    update
+    update.graceful_restart_time = Duration::from_secs(4);
+    for spec in update.sessions.values_mut() {
+        spec.graceful_restart_time = Some(Duration::from_secs(4));
+        spec.keepalive_time = Some(Duration::from_secs(10));
+    }
+    // A new local block is exported on its own: nothing else is withdrawn or resent.
+    let new_block: IpNet = "10.244.2.0/26".parse().unwrap();
+    update.originated.push(new_block);
+    update.policy.own_blocks.push(OwnBlock {
+        cidr: new_block,
+        confirmed: true,
+    });
+    speaker.update(update.clone());
+    let announced = changed.expect(|m| matches!(m, Message::Update(_))).await;
+    let Message::Update(announced) = announced else {
+        unreachable!()
+    };
+    assert_eq!(announced.announced(), vec![new_block]);
+    assert!(announced.withdrawn().is_empty(), "{announced:?}");
+    for (peer, name) in [(&mut kept, "kept"), (&mut changed, "changed")] {
+        peer.send(Message::RouteRefresh(RouteRefresh::new(
+            Family::IPV4_UNICAST,
+        )))
+        .await;
+        let table = updates_until_end_of_rib(peer, name).await;
+        let prefixes: Vec<IpNet> = table.iter().flat_map(|u| u.announced()).collect();
+        assert!(prefixes.contains(&new_block), "{name}: {prefixes:?}");
+    }
+    let status = speaker.status().await;
+    assert!(
+        status.iter().all(|row| row.state == "up"),
+        "every session stays up: {status:?}"
+    );
+
+    // A change that needs a new connection (the peer's port) closes it without a Cease, so
+    // a peer with graceful restart keeps our routes while it reconnects.
+    let mut moved = update.clone();
+    moved
         .sessions
         .get_mut("Global_127_0_0_4")
         .unwrap()
-        .keepalive_time = Some(Duration::from_secs(10));
-    speaker.update(update);
-    let notification = changed
-        .expect(|m| matches!(m, Message::Notification(_)))
-        .await;
-    assert_eq!(
-        notification,
-        Message::Notification(Notification::new(6, 2, Vec::new())),
-        "administrative shutdown Cease for the changed session"
-    );
-    assert!(changed.receive().await.is_none());
-
-    // The unchanged session is still the same connection and still answers.
+        .peer_port = port + 1;
+    speaker.update(moved);
+    loop {
+        match changed.receive().await {
+            None => break,
+            Some(Message::Notification(notification)) => {
+                panic!("a reconnect must not send {notification}")
+            }
+            Some(_) => {}
+        }
+    }
+    // The unchanged session is the same connection and still answers.
     kept.send(Message::RouteRefresh(RouteRefresh::new(
         Family::IPV4_UNICAST,
     )))
     .await;
-    kept.expect(is_end_of_rib).await;
-    let status = speaker.status().await;
-    let row = status
-        .iter()
-        .find(|row| row.address == IpAddr::V4(PEER))
-        .unwrap();
-    assert_eq!(row.state, "up", "{status:?}");
-
-    // The changed session comes back under its new specification.
+    updates_until_end_of_rib(&mut kept, "kept").await;
+    // The changed session comes back.
     let _again = Peer::establish_from(port, OTHER).await;
     speaker.shutdown(true).await;
     // A graceful shutdown closes without a Cease.

@@ -376,3 +376,35 @@ fn ipip_is_skipped_with_a_reason_when_the_kernel_lacks_it() {
     assert!(ip(ns, "addr show dev tunl0").contains("10.244.0.2/32"));
     assert!(ip(ns, "route show 10.244.1.0/26").contains("dev tunl0"));
 }
+
+/// Learned BGP routes through a no-encap pool are written without a device; the kernel reports
+/// the one it resolved. A resync of a correct kernel must still write nothing.
+#[test]
+fn learned_routes_without_a_device_survive_a_resync_with_zero_writes() {
+    if !require_root("learned_routes_without_a_device_survive_a_resync_with_zero_writes") {
+        return;
+    }
+    let namespace = node_namespace("st-learned");
+    let ns = namespace.name();
+    let mut input = input();
+    input.learned_routes = (0..200u32)
+        .map(|index| starling_bgp::kernel::LearnedRoute {
+            prefix: format!("10.{}.{}.0/24", 100 + index / 256, index % 256)
+                .parse()
+                .unwrap(),
+            next_hop: "192.168.50.2".parse().unwrap(),
+            via_ipip: false,
+        })
+        .collect();
+    let (report, _) = fresh_pass(ns, &input);
+    assert!(report.converged(), "{report:?}");
+    let shown = ip(ns, "route show 10.100.7.0/24");
+    assert!(
+        shown.contains("dev eth0"),
+        "the kernel resolved the device: {shown}"
+    );
+
+    let (report, events) = fresh_pass(ns, &input);
+    assert_eq!(report.writes, 0, "{report:?}");
+    assert!(events.is_empty(), "route events on resync: {events:?}");
+}

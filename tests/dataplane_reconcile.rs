@@ -499,3 +499,39 @@ fn routes_on_a_new_workload_interface_get_a_grace_period() {
     assert!(report.converged(), "{report:?}");
     assert!(!kernel.routes.contains(&cni_route));
 }
+
+#[test]
+fn routes_without_a_device_match_the_device_the_kernel_resolved() {
+    let mut kernel = FakeKernel::resolving();
+    kernel.add_interface("eth0", 1500, &["192.168.50.1/24".parse().unwrap()]);
+    let mut input = three_node_vxlan();
+    input.learned_routes = vec![starling_bgp::kernel::LearnedRoute {
+        prefix: net("10.99.0.0/24"),
+        next_hop: "192.168.50.2".parse().unwrap(),
+        via_ipip: false,
+    }];
+    let desired = compute(&input);
+    let mut reconciler = Reconciler::default();
+    let now = Instant::now();
+    let report = pass(&mut reconciler, &mut kernel, &desired, now);
+    assert!(report.converged(), "{report:?}");
+    let stored = kernel
+        .routes
+        .iter()
+        .find(|route| route.destination == net("10.99.0.0/24"))
+        .expect("the learned route is in the kernel");
+    assert_eq!(
+        stored.device.as_deref(),
+        Some("eth0"),
+        "resolved like the kernel"
+    );
+    kernel.clear_writes();
+    let report = pass(
+        &mut reconciler,
+        &mut kernel,
+        &desired,
+        now + Duration::from_secs(90),
+    );
+    assert_eq!(report.writes, 0, "{report:?}");
+    assert_eq!(kernel.route_writes(), 0);
+}

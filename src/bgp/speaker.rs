@@ -4,8 +4,9 @@
 //!
 //! Contract: [`SpeakerHandle::spawn`] starts one actor task on the current tokio runtime that
 //! owns every session, the RIB and the listeners; the handle talks to it over channels.
-//! [`SpeakerHandle::update`] applies a new configuration, touching only sessions whose
-//! specification (or password) changed. [`SpeakerHandle::learned_routes`] carries the best
+//! [`SpeakerHandle::update`] applies a new configuration without a Cease to any peer that stays
+//! configured: OPEN parameters wait for the next connection, a new endpoint closes the
+//! connection gracefully, and a policy change re-exports only the prefixes it concerns. [`SpeakerHandle::learned_routes`] carries the best
 //! learned routes the kernel policy accepts, replaced whenever they change. Nothing received
 //! from a peer can panic the task: malformed input becomes the codec's NOTIFICATION, a log line
 //! and a counter.

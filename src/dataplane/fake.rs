@@ -18,6 +18,7 @@ const EEXIST: i32 = 17;
 const ENOENT: i32 = 2;
 const ESRCH: i32 = 3;
 const EOPNOTSUPP: i32 = 95;
+const ENETUNREACH: i32 = 101;
 
 #[derive(Debug, Clone, Default)]
 pub struct FakeKernel {
@@ -32,6 +33,9 @@ pub struct FakeKernel {
     pub failures: BTreeMap<ItemKey, usize>,
     /// Pretend the kernel has no `ipip` module: creating tunl0 fails.
     pub without_ipip: bool,
+    /// Like the kernel, store the device a gateway route without one resolves to (the
+    /// interface whose subnet holds the gateway), and refuse an unreachable gateway.
+    pub resolve_devices: bool,
     next_index: u32,
 }
 
@@ -40,6 +44,15 @@ impl FakeKernel {
         FakeKernel {
             next_index: 1,
             ..FakeKernel::default()
+        }
+    }
+
+    /// A fake kernel that reports resolved devices for routes written without one, as the
+    /// real kernel does: a dump then differs from what was written.
+    pub fn resolving() -> Self {
+        FakeKernel {
+            resolve_devices: true,
+            ..FakeKernel::new()
         }
     }
 
@@ -210,11 +223,25 @@ impl FakeKernel {
                 if let Some(device) = &spec.device {
                     self.require_device(&operation, device)?;
                 }
+                let mut stored = spec.clone();
+                if let (true, None, Some(gateway)) =
+                    (self.resolve_devices, &stored.device, stored.gateway)
+                {
+                    let device = self
+                        .addresses
+                        .iter()
+                        .find(|address| address.address.contains(&gateway))
+                        .map(|address| address.device.clone())
+                        .ok_or_else(|| {
+                            Self::errno(&operation, ENETUNREACH, "Network is unreachable")
+                        })?;
+                    stored.device = Some(device);
+                }
                 match self.routes.iter_mut().find(|route| {
-                    route.destination == spec.destination && route.metric == spec.metric
+                    route.destination == stored.destination && route.metric == stored.metric
                 }) {
-                    Some(existing) => *existing = spec.clone(),
-                    None => self.routes.push(spec.clone()),
+                    Some(existing) => *existing = stored,
+                    None => self.routes.push(stored),
                 }
             }
             Change::DeleteRoute(spec) => {

@@ -222,3 +222,29 @@ pub trait Kernel {
         }
     }
 }
+
+/// Whether a route read from the kernel is the wanted one. A route wanted without a device
+/// (a BGP next hop: the kernel picks the interface) comes back naming the device the kernel
+/// resolved, which is not a difference.
+pub fn route_matches(kernel: &RouteSpec, wanted: &RouteSpec) -> bool {
+    let RouteSpec {
+        destination,
+        route_type,
+        gateway,
+        device,
+        onlink,
+        scope,
+        metric,
+        mtu,
+        protocol,
+    } = wanted;
+    (device.is_none() || *device == kernel.device)
+        && *destination == kernel.destination
+        && *route_type == kernel.route_type
+        && *gateway == kernel.gateway
+        && *onlink == kernel.onlink
+        && *scope == kernel.scope
+        && *metric == kernel.metric
+        && *mtu == kernel.mtu
+        && *protocol == kernel.protocol
+}

@@ -477,7 +477,10 @@ pub fn plan_objects(desired: &Desired, snapshot: &Snapshot) -> ObjectPlan {
                     .collect()
             })
             .unwrap_or_default();
-        if same_key.iter().any(|route| ***route == wanted.spec) {
+        if same_key
+            .iter()
+            .any(|route| super::kernel::route_matches(route, &wanted.spec))
+        {
             continue;
         }
         if same_key

@@ -331,3 +331,76 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ImportPo
         self.policy.import(prefix)
     }
 }
+
+/// Which prefixes a policy change can affect, so only those are re-exported and re-installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyScope {
+    Nothing,
+    /// Prefixes inside any of these CIDRs.
+    Within(Vec<IpNet>),
+    /// A change that can affect any prefix (route reflector role, node subnet, priorities).
+    All,
+}
+
+/// CIDRs of entries present in one list and not in the other.
+fn changed_cidrs<T: PartialEq>(old: &[T], new: &[T], cidr: impl Fn(&T) -> IpNet) -> Vec<IpNet> {
+    let mut cidrs: Vec<IpNet> = old
+        .iter()
+        .filter(|entry| !new.contains(entry))
+        .chain(new.iter().filter(|entry| !old.contains(entry)))
+        .map(cidr)
+        .collect();
+    cidrs.sort();
+    cidrs.dedup();
+    cidrs
+}
+
+impl CalicoPolicy {
+    /// The prefixes whose export or kernel decision can differ between `self` and `new`.
+    pub fn changed_scope(&self, new: &CalicoPolicy) -> PolicyScope {
+        if self == new {
+            return PolicyScope::Nothing;
+        }
+        if self.route_reflector != new.route_reflector
+            || self.own_network_v4 != new.own_network_v4
+            || self.wireguard_peer_addresses != new.wireguard_peer_addresses
+            || self.normal_route_priority != new.normal_route_priority
+        {
+            return PolicyScope::All;
+        }
+        let mut scope = changed_cidrs(&self.own_blocks, &new.own_blocks, |block| block.cidr);
+        scope.extend(changed_cidrs(&self.pools, &new.pools, |pool| pool.cidr));
+        scope.extend(changed_cidrs(
+            &self.prefix_advertisements,
+            &new.prefix_advertisements,
+            |advertisement| advertisement.cidr,
+        ));
+        for (old, new) in [
+            (&self.static_routes, &new.static_routes),
+            (
+                &self.service_load_balancer_ips,
+                &new.service_load_balancer_ips,
+            ),
+            (&self.service_external_ips, &new.service_external_ips),
+            (&self.reject_cidrs, &new.reject_cidrs),
+        ] {
+            scope.extend(changed_cidrs(old, new, |cidr| *cidr));
+        }
+        scope.sort();
+        scope.dedup();
+        PolicyScope::Within(scope)
+    }
+
+    /// The kind of a route this node originates: blocks of VXLAN pools are Felix's tunnel
+    /// routes (BIRD saw them on `vxlan.calico`), which never go to iBGP peers.
+    pub fn classify_local(&self, prefix: &IpNet) -> RouteKind {
+        let in_vxlan_pool = self.pools.iter().any(|pool| {
+            matches!(pool.encapsulation, PoolEncapsulation::Vxlan(_)) && within(prefix, &pool.cidr)
+        });
+        if in_vxlan_pool {
+            RouteKind::FelixTunnel
+        } else {
+            RouteKind::LocalBlockOrWorkload
+        }
+    }
+}

@@ -580,3 +580,29 @@ fn second_connection_while_in_open_sent_is_left_to_the_caller() {
     script.run(vec![(Input::TcpConnectionConfirmed, 1.0, vec![])]);
     assert_eq!(script.fsm.state(), State::OpenSent);
 }
+
+#[test]
+fn reconfiguring_an_established_session_waits_for_the_next_connection() {
+    let mut script = Script::new(config());
+    script.establish(90);
+    let mut changed = config();
+    changed.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: Duration::from_secs(4),
+        restarting: false,
+        forwarding_preserved: true,
+    });
+    let before = script.fsm.local_open().clone();
+    script.fsm.reconfigure(changed.clone());
+    assert_eq!(script.fsm.state(), State::Established, "no reset");
+    assert_eq!(
+        *script.fsm.local_open(),
+        before,
+        "the live session keeps its OPEN"
+    );
+    // The connection drops: the next OPEN carries the new restart time.
+    script
+        .fsm
+        .handle(Input::TcpConnectionFails, script.at(10.0));
+    assert_eq!(script.fsm.config(), &changed);
+    assert_ne!(*script.fsm.local_open(), before);
+}

@@ -337,3 +337,166 @@ fn policy_plugged_into_the_rib() {
         vec![(net("10.244.1.0/26"), vec![Community::new(64512, 100)])]
     );
 }
+
+/// A RIB with one established peer (`peer_as` decides iBGP/eBGP) and these local blocks.
+fn rib_exporting(peer_as: u32, blocks: &[&str]) -> (Rib, PeerId) {
+    let mut rib = Rib::new(RibConfig {
+        local_as: AsNumber(64512),
+        router_id: Ipv4Addr::new(172, 16, 0, 1),
+        cluster_id: None,
+    });
+    let peer = PeerId(1);
+    rib.add_peer(
+        peer,
+        PeerConfig {
+            address: IpAddr::V4(Ipv4Addr::new(172, 16, 0, 2)),
+            peer_as: AsNumber(peer_as),
+            local_as: AsNumber(64512),
+            route_reflector_client: false,
+            next_hop_mode: NextHopMode::Auto,
+            local_address_v4: Some(Ipv4Addr::new(172, 16, 0, 1)),
+            local_address_v6: None,
+            allowed_local_as: 0,
+        },
+    );
+    rib.peer_established(
+        peer,
+        PeerSession {
+            router_id: Ipv4Addr::new(172, 16, 0, 2),
+            families: vec![Family::IPV4_UNICAST],
+            graceful_restart: None,
+        },
+    );
+    for block in blocks {
+        rib.originate(net(block), RouteAttributes::local());
+    }
+    (rib, peer)
+}
+
+fn exported(rib: &mut Rib, peer: PeerId, policy: &CalicoPolicy) -> Vec<IpNet> {
+    let rib_policy = CalicoRibPolicy {
+        policy,
+        classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
+    };
+    let batch = rib.export(peer, &rib_policy);
+    let mut prefixes: Vec<IpNet> = batch.announce.values().flatten().copied().collect();
+    prefixes.sort();
+    prefixes
+}
+
+fn with_own_blocks(blocks: &[&str]) -> CalicoPolicy {
+    CalicoPolicy {
+        own_blocks: blocks
+            .iter()
+            .map(|block| OwnBlock {
+                cidr: net(block),
+                confirmed: true,
+            })
+            .collect(),
+        ..policy()
+    }
+}
+
+#[test]
+fn vxlan_pool_blocks_never_leave_the_node_over_ibgp() {
+    let blocks = ["10.244.1.0/26", "10.250.1.0/26", "10.253.1.0/26"];
+    let policy = with_own_blocks(&blocks);
+    assert_eq!(
+        policy.classify_local(&net("10.250.1.0/26")),
+        RouteKind::FelixTunnel
+    );
+    assert_eq!(
+        policy.classify_local(&net("10.244.1.0/26")),
+        RouteKind::LocalBlockOrWorkload
+    );
+    // iBGP: the IPIP block only; the VXLAN block is Felix's, the disableBGPExport one is kept.
+    let (mut rib, peer) = rib_exporting(64512, &blocks);
+    assert_eq!(
+        exported(&mut rib, peer, &policy),
+        vec![net("10.244.1.0/26")]
+    );
+    // eBGP peers may see the VXLAN block; disableBGPExport still holds.
+    let (mut rib, peer) = rib_exporting(65000, &blocks);
+    assert_eq!(
+        exported(&mut rib, peer, &policy),
+        vec![net("10.244.1.0/26"), net("10.250.1.0/26")]
+    );
+}
+
+#[test]
+fn policy_changes_name_the_prefixes_they_affect() {
+    let before = with_own_blocks(&["10.244.1.0/26"]);
+    assert_eq!(before.changed_scope(&before.clone()), PolicyScope::Nothing);
+    let after = with_own_blocks(&["10.244.1.0/26", "10.244.2.0/26"]);
+    assert_eq!(
+        before.changed_scope(&after),
+        PolicyScope::Within(vec![net("10.244.2.0/26")])
+    );
+    let mut disabled = before.clone();
+    disabled.pools[0].disable_bgp_export = true;
+    assert_eq!(
+        before.changed_scope(&disabled),
+        PolicyScope::Within(vec![net("10.244.0.0/16")])
+    );
+    let reflector = CalicoPolicy {
+        route_reflector: true,
+        ..before.clone()
+    };
+    assert_eq!(before.changed_scope(&reflector), PolicyScope::All);
+}
+
+#[test]
+fn a_new_block_reexports_only_itself() {
+    let before = with_own_blocks(&["10.244.1.0/26"]);
+    let (mut rib, peer) = rib_exporting(64512, &["10.244.1.0/26"]);
+    assert_eq!(
+        exported(&mut rib, peer, &before),
+        vec![net("10.244.1.0/26")]
+    );
+    let after = with_own_blocks(&["10.244.1.0/26", "10.244.2.0/26"]);
+    let mut changed = rib.originate(net("10.244.2.0/26"), RouteAttributes::local());
+    let PolicyScope::Within(scope) = before.changed_scope(&after) else {
+        panic!("a new block is a bounded change");
+    };
+    let affected = rib.prefixes_within(&scope);
+    assert_eq!(affected, vec![net("10.244.2.0/26")]);
+    rib.reexport(&affected);
+    changed.extend(affected);
+    assert_eq!(exported(&mut rib, peer, &after), vec![net("10.244.2.0/26")]);
+    // Nothing left to send.
+    assert!(exported(&mut rib, peer, &after).is_empty());
+}
+
+#[test]
+fn prefixes_refused_on_import_count_as_received_not_accepted() {
+    let policy = with_own_blocks(&["10.244.1.0/26"]);
+    let (mut rib, peer) = rib_exporting(64512, &[]);
+    let rib_policy = CalicoRibPolicy {
+        policy: &policy,
+        classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
+    };
+    let update = starling_bgp::codec::Update {
+        attributes: starling_bgp::codec::PathAttributes {
+            origin: Some(starling_bgp::codec::Origin::Igp),
+            as_path: Some(starling_bgp::codec::AsPath::default()),
+            next_hop: Some(Ipv4Addr::new(172, 16, 0, 2)),
+            ..Default::default()
+        },
+        // The first falls inside our own block: refused by Calico's import rule.
+        nlri: vec![
+            "10.244.1.0/26".parse().unwrap(),
+            "10.244.2.0/26".parse().unwrap(),
+        ],
+        ..Default::default()
+    };
+    rib.apply_update(peer, &update, &rib_policy);
+    assert_eq!(rib.received_count(peer), 2);
+    assert_eq!(rib.accepted_count(peer), 1);
+    let withdraw = starling_bgp::codec::Update {
+        withdrawn_routes: vec!["10.244.1.0/26".parse().unwrap()],
+        ..Default::default()
+    };
+    rib.apply_update(peer, &withdraw, &rib_policy);
+    assert_eq!(rib.received_count(peer), 1);
+    assert_eq!(rib.accepted_count(peer), 1);
+}

@@ -353,7 +353,9 @@ fn external_local_pref_is_ignored_and_import_policy_applies() {
     assert_eq!(best.attributes.local_pref, None);
     assert_eq!(best.attributes.communities, vec![Community::new(1, 1)]);
     assert_eq!(rib.best(&net("10.5.1.0/26")), None);
-    assert_eq!(rib.received_count(external), 1);
+    // The refused prefix was received but not accepted.
+    assert_eq!(rib.received_count(external), 2);
+    assert_eq!(rib.accepted_count(external), 1);
 }
 
 #[test]

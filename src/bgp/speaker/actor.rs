@@ -21,7 +21,7 @@ use starling_bgp::fsm::{
 };
 use starling_bgp::kernel::LearnedRoute;
 use starling_bgp::peering::SessionSpec;
-use starling_bgp::policy::{CalicoRibPolicy, RouteKind};
+use starling_bgp::policy::{CalicoRibPolicy, PolicyScope};
 use starling_bgp::rib::{Candidate, PeerConfig, PeerId, Rib, RibConfig};
 
 /// Events from helper tasks (listeners and outgoing connects).
@@ -184,9 +184,10 @@ pub(super) async fn run(
 
 impl Actor {
     fn policy_export(&mut self, id: PeerId) -> starling_bgp::rib::ExportBatch {
+        let policy = &self.config.policy;
         let policy = CalicoRibPolicy {
-            policy: &self.config.policy,
-            classify: |_: &IpNet, _: &Candidate| (RouteKind::LocalBlockOrWorkload, false),
+            policy,
+            classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
         };
         self.rib.export(id, &policy)
     }
@@ -231,12 +232,13 @@ impl Actor {
     }
 
     /// Applies a configuration: rebuilds everything when the speaker's identity changed,
-    /// otherwise only the sessions, originated routes and policy that differ.
+    /// otherwise only the sessions, originated routes and policy that differ. Nothing here
+    /// sends a Cease to a peer that stays configured (see [`Actor::update_session`]).
     fn configure(&mut self, config: SpeakerConfig, first: bool) {
+        // Router ID, AS and cluster ID are in every route we sent: peers must relearn them.
         let identity_changed = !first
             && (config.router_id != self.config.router_id
                 || config.local_as != self.config.local_as
-                || config.graceful_restart_time != self.config.graceful_restart_time
                 || cluster_id(&config) != cluster_id(&self.config));
         if identity_changed {
             let names: Vec<String> = self.sessions.keys().cloned().collect();
@@ -246,7 +248,11 @@ impl Actor {
             self.rib = Rib::new(rib_config(&config));
             self.originated.clear();
         }
-        let policy_changed = first || config.policy != self.config.policy;
+        let scope = if first || identity_changed {
+            PolicyScope::All
+        } else {
+            self.config.policy.changed_scope(&config.policy)
+        };
         self.config = config;
         self.ensure_listeners();
         // Sessions.
@@ -261,19 +267,19 @@ impl Actor {
                 )
             })
             .collect();
-        let stale: Vec<String> = self
+        let gone: Vec<String> = self
             .sessions
-            .iter()
-            .filter(|(name, state)| {
-                wanted.get(*name) != Some(&(state.spec.clone(), state.password.clone()))
-            })
-            .map(|(name, _)| name.clone())
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
             .collect();
-        for name in stale {
+        for name in gone {
             self.remove_session(&name);
         }
         for (name, (spec, password)) in wanted {
-            if !self.sessions.contains_key(&name) {
+            if self.sessions.contains_key(&name) {
+                self.update_session(&name, spec, password);
+            } else {
                 self.add_session(name, spec, password);
             }
         }
@@ -291,23 +297,78 @@ impl Actor {
             );
         }
         self.originated = wanted;
-        if policy_changed {
-            // A full (diffing) export re-evaluates every prefix under the new policy.
-            for state in self.sessions.values() {
-                let local = state
-                    .primary
-                    .connection
-                    .as_ref()
-                    .map(|connection| connection.local_address.ip());
-                self.rib
-                    .add_peer(state.peer_id, self.peer_config(&state.spec, local));
+        match scope {
+            PolicyScope::Nothing => {}
+            PolicyScope::Within(cidrs) => {
+                // Only the prefixes the change concerns are re-evaluated, for export and kernel.
+                let affected = self.rib.prefixes_within(&cidrs);
+                self.rib.reexport(&affected);
+                changed.extend(affected);
             }
-            self.learned.refresh_all(&self.rib, &self.config.policy);
-        } else {
-            self.learned
-                .refresh(&self.rib, &self.config.policy, &changed);
+            PolicyScope::All => {
+                let all: Vec<IpNet> = self.rib.best_routes().map(|(prefix, _)| *prefix).collect();
+                self.rib.reexport(&all);
+                self.learned.refresh_all(&self.rib, &self.config.policy);
+            }
         }
+        changed.sort();
+        changed.dedup();
+        self.learned
+            .refresh(&self.rib, &self.config.policy, &changed);
         self.export_all();
+    }
+
+    /// Applies a changed session without dropping forwarding. Parameters carried in OPEN
+    /// (keepalive, restart time, passive) wait for the next connection; export parameters
+    /// (next-hop mode) re-export in place; a changed endpoint, AS, password or TTL needs a new
+    /// connection, which is closed without a NOTIFICATION so both sides keep each other's
+    /// routes as stale while it reconnects (RFC 4724 §4).
+    fn update_session(&mut self, name: &str, spec: SessionSpec, password: Option<String>) {
+        let Some(state) = self.sessions.get(name) else {
+            return;
+        };
+        if state.spec == spec && state.password == password {
+            return;
+        }
+        let old = &state.spec;
+        let reconnect = old.peer_address != spec.peer_address
+            || old.peer_port != spec.peer_port
+            || old.peer_as != spec.peer_as
+            || old.local_as != spec.local_as
+            || old.source_address != spec.source_address
+            || old.ttl_security != spec.ttl_security
+            || state.password != password;
+        let local = state
+            .primary
+            .connection
+            .as_ref()
+            .map(|connection| connection.local_address.ip());
+        let old_peer_config = self.peer_config(old, local);
+        let peer_config = self.peer_config(&spec, local);
+        let fsm_config = self.fsm_config(&spec);
+        let Some(state) = self.sessions.get_mut(name) else {
+            return;
+        };
+        state.spec = spec;
+        state.password = password;
+        let peer_id = state.peer_id;
+        for slot in std::iter::once(&mut state.primary).chain(state.secondary.as_mut()) {
+            slot.fsm.reconfigure(fsm_config.clone());
+        }
+        if peer_config != old_peer_config {
+            self.rib.add_peer(peer_id, peer_config);
+        }
+        tracing::info!(session = %name, reconnect, "BGP session reconfigured");
+        if reconnect {
+            self.handle(name, Which::Primary, Input::TcpConnectionFails);
+            if self
+                .sessions
+                .get(name)
+                .is_some_and(|state| state.secondary.is_some())
+            {
+                self.handle(name, Which::Secondary, Input::TcpConnectionFails);
+            }
+        }
     }
 
     fn add_session(&mut self, name: String, spec: SessionSpec, password: Option<String>) {

@@ -199,6 +199,8 @@ pub struct Fsm {
     connect_attempts: u32,
     failures: u32,
     last_failure: Option<Instant>,
+    /// A configuration to apply once the current connection is gone (see [`Fsm::reconfigure`]).
+    pending_config: Option<FsmConfig>,
 }
 
 impl Fsm {
@@ -216,7 +218,24 @@ impl Fsm {
             connect_attempts: 0,
             failures: 0,
             last_failure: None,
+            pending_config: None,
         }
+    }
+
+    /// Replaces the configuration without touching a live connection: what an OPEN carries
+    /// (hold and restart times, capabilities, passive) is what the peer agreed to, so a new
+    /// value takes effect on the next connection; a session that is up keeps running.
+    pub fn reconfigure(&mut self, config: FsmConfig) {
+        if self.has_connection() {
+            self.pending_config = Some(config);
+        } else {
+            self.apply_config(config);
+        }
+    }
+
+    fn apply_config(&mut self, config: FsmConfig) {
+        self.local_open = local_open(&config);
+        self.config = config;
     }
 
     pub fn state(&self) -> State {
@@ -355,6 +374,9 @@ impl Fsm {
         }
         self.state = State::Idle;
         self.negotiated = None;
+        if let Some(config) = self.pending_config.take() {
+            self.apply_config(config);
+        }
         self.failures = 0;
     }
 
@@ -553,6 +575,9 @@ impl Fsm {
         });
         self.state = State::Idle;
         self.negotiated = None;
+        if let Some(config) = self.pending_config.take() {
+            self.apply_config(config);
+        }
         if self
             .last_failure
             .is_some_and(|last| now.saturating_duration_since(last) > self.config.error_forget)

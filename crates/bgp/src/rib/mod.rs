@@ -12,6 +12,7 @@
 //!   in place marked stale; they go when the peer sends End-of-RIB or when the caller's restart
 //!   timer calls [`Rib::sweep_stale`].
 
+mod counts;
 mod decision;
 mod export;
 mod route;
@@ -97,6 +98,9 @@ struct PeerState {
     config: PeerConfig,
     session: Option<PeerSession>,
     adj_rib_in: BTreeMap<IpNet, Arc<RouteAttributes>>,
+    /// Prefixes the peer announces that import checks or policy refused (counted as received,
+    /// not accepted; forgotten when the peer withdraws them or the session goes down).
+    rejected: BTreeSet<IpNet>,
     stale: BTreeSet<IpNet>,
     adj_rib_out: BTreeMap<IpNet, Arc<RouteAttributes>>,
     /// Position in the change log up to which this peer has been exported.
@@ -191,6 +195,7 @@ impl Rib {
                         config,
                         session: None,
                         adj_rib_in: BTreeMap::new(),
+                        rejected: BTreeSet::new(),
                         stale: BTreeSet::new(),
                         adj_rib_out: BTreeMap::new(),
                         cursor: 0,
@@ -243,6 +248,7 @@ impl Rib {
             return Vec::new();
         };
         state.session = None;
+        state.rejected.clear();
         state.adj_rib_out.clear();
         state.full_export_pending = true;
         let prefixes: Vec<IpNet> = state.adj_rib_in.keys().copied().collect();
@@ -321,6 +327,7 @@ impl Rib {
         let config = state.config.clone();
         let mut changed = Vec::new();
         for prefix in update.withdrawn() {
+            self.set_rejected(id, prefix, false);
             changed.extend(self.remove_peer_routes(id, vec![prefix]));
         }
         let announced = update.announced();
@@ -363,6 +370,7 @@ impl Rib {
                     Cow::Owned(changed) => Arc::new(changed),
                 })
             });
+            self.set_rejected(id, prefix, accepted.is_none());
             match accepted {
                 Some(attributes) => {
                     changed.extend(self.insert_peer_route(id, facts, prefix, attributes))
@@ -430,20 +438,6 @@ impl Rib {
         self.loc_rib
             .get(prefix)
             .map_or(&[], |destination| destination.candidates.as_slice())
-    }
-
-    /// Number of routes the peer gave us that we accepted (Adj-RIB-In size).
-    pub fn received_count(&self, id: PeerId) -> usize {
-        self.peers
-            .get(&id)
-            .map_or(0, |state| state.adj_rib_in.len())
-    }
-
-    /// Number of prefixes advertised to the peer (Adj-RIB-Out size).
-    pub fn advertised_count(&self, id: PeerId) -> usize {
-        self.peers
-            .get(&id)
-            .map_or(0, |state| state.adj_rib_out.len())
     }
 
     fn insert_peer_route(

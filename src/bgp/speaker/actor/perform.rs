@@ -316,7 +316,7 @@ impl Actor {
             self.metrics
                 .bgp_prefixes_accepted
                 .with_label_values(&[name.as_str()])
-                .set(received);
+                .set(self.rib.accepted_count(state.peer_id) as i64);
             self.metrics
                 .bgp_prefixes_advertised
                 .with_label_values(&[name.as_str()])
