@@ -26,6 +26,8 @@ mod bgp_peers;
 mod codec_peer;
 #[path = "support/gobgp_injector.rs"]
 mod gobgp_injector;
+#[path = "../tests/support/requirements.rs"]
+mod requirements;
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::Ipv4Addr;
@@ -52,7 +54,7 @@ fn main() {
         println!("skipping bgp_convergence: needs root (network namespaces)");
         return;
     }
-    if !have("bird") {
+    if requirements::find_program("bird").is_none() {
         println!("skipping bgp_convergence: bird is not installed");
         return;
     }

@@ -6,6 +6,9 @@
 mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::{require_program, require_root};
 
 use std::time::Duration;
 
@@ -16,7 +19,9 @@ const AS: u32 = 64512;
 
 #[test]
 fn bird_ibgp_routes_both_ways_and_withdrawals() {
-    if !require_root("bird_ibgp_routes_both_ways_and_withdrawals") || !have("bird") {
+    if !require_root("bird_ibgp_routes_both_ways_and_withdrawals")
+        || !require_program("bird_ibgp_routes_both_ways_and_withdrawals", "bird")
+    {
         return;
     }
     let directory = tempfile::tempdir().unwrap();
@@ -127,7 +132,9 @@ fn bird_ibgp_routes_both_ways_and_withdrawals() {
 
 #[test]
 fn bird_ebgp_with_four_octet_as() {
-    if !require_root("bird_ebgp_with_four_octet_as") || !have("bird") {
+    if !require_root("bird_ebgp_with_four_octet_as")
+        || !require_program("bird_ebgp_with_four_octet_as", "bird")
+    {
         return;
     }
     const STARLING_AS: u32 = 4_200_000_001;
@@ -203,7 +210,9 @@ fn bird_ebgp_with_four_octet_as() {
 
 #[test]
 fn md5_password_right_establishes_wrong_never_does() {
-    if !require_root("md5_password_right_establishes_wrong_never_does") || !have("bird") {
+    if !require_root("md5_password_right_establishes_wrong_never_does")
+        || !require_program("md5_password_right_establishes_wrong_never_does", "bird")
+    {
         return;
     }
     let directory = tempfile::tempdir().unwrap();
@@ -293,7 +302,7 @@ fn md5_password_right_establishes_wrong_never_does() {
 
 #[test]
 fn bird_ibgp_over_ipv6() {
-    if !require_root("bird_ibgp_over_ipv6") || !have("bird") {
+    if !require_root("bird_ibgp_over_ipv6") || !require_program("bird_ibgp_over_ipv6", "bird") {
         return;
     }
     let directory = tempfile::tempdir().unwrap();

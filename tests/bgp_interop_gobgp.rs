@@ -5,6 +5,9 @@
 mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::{require_program, require_root};
 
 use std::time::Duration;
 
@@ -15,7 +18,9 @@ const AS: u32 = 64512;
 
 #[test]
 fn gobgp_ibgp_routes_both_ways_and_withdrawals() {
-    if !require_root("gobgp_ibgp_routes_both_ways_and_withdrawals") || !have("gobgpd") {
+    if !require_root("gobgp_ibgp_routes_both_ways_and_withdrawals")
+        || !require_program("gobgp_ibgp_routes_both_ways_and_withdrawals", "gobgpd")
+    {
         return;
     }
     let directory = tempfile::tempdir().unwrap();

@@ -6,6 +6,9 @@
 mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::{require_program, require_root};
 
 use std::time::Duration;
 
@@ -16,7 +19,12 @@ const AS: u32 = 64512;
 
 #[test]
 fn frr_reflects_between_two_starling_clients() {
-    if !require_root("frr_reflects_between_two_starling_clients") || !have("/usr/lib/frr/bgpd") {
+    if !require_root("frr_reflects_between_two_starling_clients")
+        || !require_program(
+            "frr_reflects_between_two_starling_clients",
+            "/usr/lib/frr/bgpd",
+        )
+    {
         return;
     }
     let directory = tempfile::tempdir().unwrap();
@@ -103,7 +111,9 @@ router bgp {AS}
 
 #[test]
 fn starling_reflects_between_two_bird_clients() {
-    if !require_root("starling_reflects_between_two_bird_clients") || !have("bird") {
+    if !require_root("starling_reflects_between_two_bird_clients")
+        || !require_program("starling_reflects_between_two_bird_clients", "bird")
+    {
         return;
     }
     let directory = tempfile::tempdir().unwrap();

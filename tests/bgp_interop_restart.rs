@@ -8,6 +8,9 @@
 mod bgp_daemons;
 #[path = "support/bgp_peers.rs"]
 mod bgp_peers;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::{require_program, require_root};
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,12 @@ const AS: u32 = 64512;
 
 #[test]
 fn peer_restart_keeps_routes_then_refreshes_and_sweeps() {
-    if !require_root("peer_restart_keeps_routes_then_refreshes_and_sweeps") || !have("bird") {
+    if !require_root("peer_restart_keeps_routes_then_refreshes_and_sweeps")
+        || !require_program(
+            "peer_restart_keeps_routes_then_refreshes_and_sweeps",
+            "bird",
+        )
+    {
         return;
     }
     let directory = tempfile::tempdir().unwrap();
@@ -126,7 +134,9 @@ fn peer_restart_keeps_routes_then_refreshes_and_sweeps() {
 
 #[test]
 fn graceful_shutdown_leaves_our_routes_with_the_peer() {
-    if !require_root("graceful_shutdown_leaves_our_routes_with_the_peer") || !have("bird") {
+    if !require_root("graceful_shutdown_leaves_our_routes_with_the_peer")
+        || !require_program("graceful_shutdown_leaves_our_routes_with_the_peer", "bird")
+    {
         return;
     }
     let directory = tempfile::tempdir().unwrap();

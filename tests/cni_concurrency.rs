@@ -2,6 +2,9 @@
 //! and route in place, and everything released and removed afterwards.
 
 mod cni_support;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_root;
 
 use std::collections::BTreeSet;
 
@@ -11,7 +14,7 @@ const PODS: usize = 50;
 
 #[test]
 fn fifty_concurrent_adds_and_deletes() {
-    if !is_root() {
+    if !require_root("fifty_concurrent_adds_and_deletes") {
         return;
     }
     let node = node_namespace();

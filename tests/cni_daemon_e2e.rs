@@ -6,6 +6,9 @@
 mod cni_support;
 #[path = "support/kube_api.rs"]
 mod kube_api;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_root;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -199,8 +202,7 @@ fn inside(address: IpAddr, cidr: &str) -> bool {
 
 #[test]
 fn plugin_and_daemon_assign_by_annotations_and_release_everything() {
-    if !is_root() {
-        eprintln!("SKIP: pod wiring needs network namespaces (root)");
+    if !require_root("plugin_and_daemon_assign_by_annotations_and_release_everything") {
         return;
     }
     let mut cluster = Cluster::start();

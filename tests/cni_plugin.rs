@@ -2,6 +2,9 @@
 //! a node namespace, with pods in namespaces of their own and the in-test IPAM server.
 
 mod cni_support;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_root;
 
 use cni_support::*;
 
@@ -103,7 +106,7 @@ fn assert_valid_result(result: &serde_json::Value, sandbox: &str) -> String {
 
 #[test]
 fn add_check_delete_and_ping() {
-    if !is_root() {
+    if !require_root("add_check_delete_and_ping") {
         return;
     }
     let node = node_namespace();
@@ -208,7 +211,7 @@ fn add_check_delete_and_ping() {
 
 #[test]
 fn bad_input_is_a_cni_error_and_allocates_nothing() {
-    if !is_root() {
+    if !require_root("bad_input_is_a_cni_error_and_allocates_nothing") {
         return;
     }
     let node = node_namespace();
@@ -314,7 +317,7 @@ fn base_clone<'a>(base: &Invocation<'a>) -> Invocation<'a> {
 
 #[test]
 fn missing_daemon_version_and_status() {
-    if !is_root() {
+    if !require_root("missing_daemon_version_and_status") {
         return;
     }
     let node = node_namespace();
@@ -391,7 +394,7 @@ fn missing_daemon_version_and_status() {
 
 #[test]
 fn deleting_an_old_sandbox_spares_the_new_one() {
-    if !is_root() {
+    if !require_root("deleting_an_old_sandbox_spares_the_new_one") {
         return;
     }
     let node = node_namespace();
@@ -429,7 +432,7 @@ fn deleting_an_old_sandbox_spares_the_new_one() {
 
 #[test]
 fn dual_stack_pod() {
-    if !is_root() {
+    if !require_root("dual_stack_pod") {
         return;
     }
     let node = node_namespace();

@@ -3,8 +3,9 @@
 //! iptables rules live in the node namespace only.
 
 mod cni_support;
-
-use std::path::Path;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::{require_program, require_root};
 
 use cni_support::*;
 
@@ -22,11 +23,7 @@ fn iptables_nat(node: &Netns) -> String {
 
 #[test]
 fn chained_with_portmap() {
-    if !is_root() {
-        return;
-    }
-    if !Path::new(PORTMAP).exists() {
-        eprintln!("skipping: {PORTMAP} is not installed (containernetworking-plugins)");
+    if !require_root("chained_with_portmap") || !require_program("chained_with_portmap", PORTMAP) {
         return;
     }
     let node = node_namespace();

@@ -11,6 +11,9 @@ mod daemon_support;
 
 #[path = "support/netns_test.rs"]
 mod netns_test;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_root;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,7 +23,7 @@ use kube_api::KubeApiServer;
 
 #[test]
 fn run_answers_health_and_exits_cleanly_on_sigterm() {
-    if !netns_test::require_root("run_answers_health_and_exits_cleanly_on_sigterm") {
+    if !require_root("run_answers_health_and_exits_cleanly_on_sigterm") {
         return;
     }
     let name = starling::netns::unique_name("sb");

@@ -5,6 +5,10 @@ mod etcd_support;
 
 #[path = "daemon_support/mod.rs"]
 mod daemon_support;
+#[path = "support/requirements.rs"]
+mod requirements;
+use etcd_support::ETCD_BINARY;
+use requirements::{require_program, require_programs};
 
 use daemon_support::*;
 use etcd_support::EtcdServer;
@@ -42,9 +46,13 @@ async fn put_node(store: &EtcdStore, name: &str, address: &str, vxlan_tunnel: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_pool_block_and_peer_change_the_desired_state() {
-    let Some((_server, etcd)) = EtcdServer::start().await else {
+    if !require_program(
+        "etcd_pool_block_and_peer_change_the_desired_state",
+        ETCD_BINARY,
+    ) {
         return;
-    };
+    }
+    let (_server, etcd) = EtcdServer::start().await;
     put_node(&etcd, "node-a", "10.0.0.1/24", "10.244.0.1").await;
     let store = AnyDatastore::Etcd(etcd.clone());
     let mut local = registered("node-a", "10.0.0.1/24");
@@ -142,9 +150,13 @@ async fn etcd_pool_block_and_peer_change_the_desired_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_a_compacted_revision_reports_the_gap() {
-    let Some((server, etcd)) = EtcdServer::start().await else {
+    if !require_programs(
+        "watch_from_a_compacted_revision_reports_the_gap",
+        &[ETCD_BINARY, "etcdctl"],
+    ) {
         return;
-    };
+    }
+    let (server, etcd) = EtcdServer::start().await;
     let prefix = "/calico/resources/v3/projectcalico.org/nodes/";
     put_node(&etcd, "node-a", "10.0.0.1/24", "10.244.0.1").await;
     let (items, revision) = etcd.list_raw_at(prefix).await.unwrap();
@@ -172,11 +184,8 @@ async fn watch_from_a_compacted_revision_reports_the_gap() {
             "compact",
             &latest.to_string(),
         ])
-        .output();
-    let Ok(compacted) = compacted else {
-        eprintln!("skipping the compaction half: etcdctl is not installed");
-        return;
-    };
+        .output()
+        .unwrap_or_else(|error| panic!("running etcdctl compact: {error}"));
     assert!(compacted.status.success(), "{compacted:?}");
     let mut events = etcd.watch_raw_from(prefix, revision + 1).await.unwrap();
     let first = tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut events))

@@ -5,8 +5,10 @@ mod kube_api;
 
 #[path = "daemon_support/mod.rs"]
 mod daemon_support;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_programs;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use daemon_support::*;
@@ -32,8 +34,10 @@ impl Drop for ChildGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_starling_families() {
-    if !Path::new(PROMETHEUS).exists() || !Path::new(PROMTOOL).exists() {
-        eprintln!("skipping: {PROMETHEUS} or {PROMTOOL} is not installed");
+    if !require_programs(
+        "prometheus_scrapes_the_starling_families",
+        &[PROMETHEUS, PROMTOOL],
+    ) {
         return;
     }
     let server = KubeApiServer::start().await;

@@ -10,6 +10,9 @@ mod daemon_support;
 
 #[path = "support/netns_test.rs"]
 mod netns_test;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_root;
 
 use std::time::Duration;
 
@@ -33,7 +36,7 @@ fn starling_routes(namespace: &str) -> String {
 
 #[test]
 fn routes_are_programmed_survive_a_relist_and_stay_after_shutdown() {
-    if !netns_test::require_root("routes_are_programmed_survive_a_relist_and_stay_after_shutdown") {
+    if !require_root("routes_are_programmed_survive_a_relist_and_stay_after_shutdown") {
         return;
     }
     let name = starling::netns::unique_name("sd");

@@ -4,6 +4,9 @@
 
 #[path = "support/netns_test.rs"]
 mod netns_test;
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_root;
 
 use netns_test::*;
 use starling_model::EncapMode;

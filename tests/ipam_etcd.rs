@@ -22,15 +22,20 @@ use starling_model::store::StoreError;
 use starling_model::IpPool;
 
 mod ipam_support;
+#[path = "support/requirements.rs"]
+mod requirements;
 use futures::StreamExt;
 use ipam_support::etcd::EtcdServer;
+use ipam_support::etcd::ETCD_BINARY;
 use ipam_support::{attributes, pool, t0};
+use requirements::require_program;
 
 #[tokio::test]
 async fn cas_primitives_on_etcd() {
-    let Some((_server, store)) = EtcdServer::start().await else {
+    if !require_program("cas_primitives_on_etcd", ETCD_BINARY) {
         return;
-    };
+    }
+    let (_server, store) = EtcdServer::start().await;
     let mut watch = store.watch::<Handle>().await.unwrap();
     let mut handle = Handle::new("h1");
     handle.blocks.insert("10.0.0.0/26".into(), 1);
@@ -111,9 +116,13 @@ async fn all_blocks(store: &EtcdStore) -> Vec<Block> {
 /// claim the 24 free blocks, must reclaim 4 of c's, and must borrow 104+ addresses to reach 1000.
 #[tokio::test]
 async fn two_nodes_five_hundred_concurrent_assignments_each() {
-    let Some((_server, store)) = EtcdServer::start().await else {
+    if !require_program(
+        "two_nodes_five_hundred_concurrent_assignments_each",
+        ETCD_BINARY,
+    ) {
         return;
-    };
+    }
+    let (_server, store) = EtcdServer::start().await;
     let pools = vec![pool("small", "10.0.0.0/22", 27)];
     // The CLI's check reads pools from the datastore.
     let stored_pool = starling::resources::IPPool::new(
@@ -269,9 +278,10 @@ async fn two_nodes_five_hundred_concurrent_assignments_each() {
 
 #[tokio::test]
 async fn calico_fixtures_through_etcd_and_cli_commands() {
-    let Some((_server, store)) = EtcdServer::start().await else {
+    if !require_program("calico_fixtures_through_etcd_and_cli_commands", ETCD_BINARY) {
         return;
-    };
+    }
+    let (_server, store) = EtcdServer::start().await;
     store
         .put_raw(
             "/calico/ipam/v2/assignment/ipv4/block/10.65.0.0-29",

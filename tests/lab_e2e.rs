@@ -14,26 +14,16 @@ use std::time::{Duration, Instant};
 
 use starling::lab::{self, pods, topology, LabOptions, LabState, Mode, UpArgs};
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("SKIP: the lab tests create network namespaces and need root");
-            return;
-        }
-    };
-}
-
-// After the macro, which the modules use.
 #[path = "lab_e2e/guest_kernel.rs"]
 mod guest_kernel;
 #[path = "lab_e2e/ipip.rs"]
 mod ipip;
+#[path = "support/requirements.rs"]
+mod requirements;
 #[path = "support/vm.rs"]
 mod vm;
+
+use requirements::require_root;
 
 /// Brings a lab up and always down again.
 struct Lab {
@@ -160,7 +150,9 @@ fn poll(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn vxlan_three_nodes_full_matrix() {
-    require_root!();
+    if !require_root("vxlan_three_nodes_full_matrix") {
+        return;
+    }
     let lab = Lab::up("e2evx", Mode::Vxlan, 3, 2);
     lab.assert_full_matrix(Duration::from_secs(30));
     // Remote blocks go through the VXLAN device.
@@ -170,7 +162,9 @@ fn vxlan_three_nodes_full_matrix() {
 
 #[test]
 fn bgp_full_mesh_routes_learned_over_bgp() {
-    require_root!();
+    if !require_root("bgp_full_mesh_routes_learned_over_bgp") {
+        return;
+    }
     let lab = Lab::up("e2ebgp", Mode::Bgp, 3, 2);
     lab.assert_full_matrix(Duration::from_secs(60));
     for node in 1..=3 {
@@ -215,7 +209,9 @@ fn bgp_full_mesh_routes_learned_over_bgp() {
 
 #[test]
 fn bgp_route_reflector_clients_peer_only_with_the_reflector() {
-    require_root!();
+    if !require_root("bgp_route_reflector_clients_peer_only_with_the_reflector") {
+        return;
+    }
     let lab = Lab::up("e2err", Mode::BgpRr, 4, 1);
     lab.assert_full_matrix(Duration::from_secs(60));
     let reflector: IpAddr = IpAddr::V4(topology::node_address(1));
@@ -231,7 +227,9 @@ fn bgp_route_reflector_clients_peer_only_with_the_reflector() {
 
 #[test]
 fn pool_with_node_selector_serves_only_its_node() {
-    require_root!();
+    if !require_root("pool_with_node_selector_serves_only_its_node") {
+        return;
+    }
     let lab = Lab::up("e2esel", Mode::Vxlan, 2, 1);
     let names = lab.names();
     // node2 joins rack 1: the general pool leaves it, a rack pool serves it.
@@ -282,7 +280,9 @@ fn pool_with_node_selector_serves_only_its_node() {
 
 #[test]
 fn nat_outgoing_shows_the_node_address_outside() {
-    require_root!();
+    if !require_root("nat_outgoing_shows_the_node_address_outside") {
+        return;
+    }
     let lab = Lab::up("e2enat", Mode::Vxlan, 2, 1);
     let names = lab.names();
     let pod = lab.state.pods[0].clone();
@@ -331,7 +331,9 @@ fn nat_outgoing_shows_the_node_address_outside() {
 
 #[test]
 fn node_restart_keeps_traffic_and_converges() {
-    require_root!();
+    if !require_root("node_restart_keeps_traffic_and_converges") {
+        return;
+    }
     let lab = Lab::up("e2erst", Mode::Bgp, 3, 1);
     let names = lab.names();
     // A short mesh restart time, so "a node that stays away" is decided within the test.

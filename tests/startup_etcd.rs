@@ -3,7 +3,11 @@
 
 #[path = "ipam_support/etcd.rs"]
 mod etcd;
+#[path = "support/requirements.rs"]
+mod requirements;
 mod startup_support;
+use etcd::ETCD_BINARY;
+use requirements::require_program;
 
 use serde_json::{json, Value};
 use starling::datastore::memory::MemoryStore;
@@ -27,9 +31,13 @@ async fn raw(store: &starling::datastore::etcd::EtcdStore, key: &str) -> Option<
 
 #[tokio::test]
 async fn start_up_against_etcd_registers_and_is_idempotent() {
-    let Some((server, etcd)) = EtcdServer::start().await else {
+    if !require_program(
+        "start_up_against_etcd_registers_and_is_idempotent",
+        ETCD_BINARY,
+    ) {
         return;
-    };
+    }
+    let (server, etcd) = EtcdServer::start().await;
     // An operator-written node: labels, RR cluster ID and a field Starling does not model.
     let existing = json!({
         "apiVersion": "projectcalico.org/v3",

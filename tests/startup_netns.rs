@@ -1,7 +1,10 @@
 //! Autodetection end to end on real interfaces, inside a test network namespace (root only):
 //! getifaddrs listing, the `can-reach=` probe and `startup::run` with the system host.
 
+#[path = "support/requirements.rs"]
+mod requirements;
 mod startup_support;
+use requirements::require_root;
 
 use std::process::Command;
 
@@ -10,15 +13,6 @@ use starling::datastore::AnyDatastore;
 use starling::netns;
 use starling::startup::{self, Host, SystemHost};
 use starling_ipam::pools::IpFamily;
-
-fn require_root(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        true
-    } else {
-        println!("skipping {test}: needs root (network namespaces)");
-        false
-    }
-}
 
 fn ip(namespace: &str, args: &[&str]) {
     let output = Command::new("ip")

@@ -3,8 +3,11 @@
 //! status come back, a timeout kills the VM, and a missing kernel or a guest panic fail clearly
 //! and quickly. Each test gets its own TMPDIR and checks that nothing is left in it.
 
+#[path = "support/requirements.rs"]
+mod requirements;
 #[path = "support/vm.rs"]
 mod vm;
+use requirements::{require, require_root};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,7 +54,12 @@ fn guest_kernel_version() -> Option<String> {
 
 #[test]
 fn command_runs_in_the_guest_with_cwd_env_and_exit_status() {
-    if !vm::require_vm("command_runs_in_the_guest_with_cwd_env_and_exit_status") {
+    if !require_root("command_runs_in_the_guest_with_cwd_env_and_exit_status")
+        || !require(
+            "command_runs_in_the_guest_with_cwd_env_and_exit_status",
+            vm::check,
+        )
+    {
         return;
     }
     let tmp = TempDir::new("cmd");
@@ -94,7 +102,9 @@ fn command_runs_in_the_guest_with_cwd_env_and_exit_status() {
 
 #[test]
 fn timeout_kills_the_vm_after_streaming_its_output() {
-    if !vm::require_vm("timeout_kills_the_vm_after_streaming_its_output") {
+    if !require_root("timeout_kills_the_vm_after_streaming_its_output")
+        || !require("timeout_kills_the_vm_after_streaming_its_output", vm::check)
+    {
         return;
     }
     let tmp = TempDir::new("timeout");
@@ -127,7 +137,9 @@ fn timeout_kills_the_vm_after_streaming_its_output() {
 
 #[test]
 fn guest_panic_fails_clearly() {
-    if !vm::require_vm("guest_panic_fails_clearly") {
+    if !require_root("guest_panic_fails_clearly")
+        || !require("guest_panic_fails_clearly", vm::check)
+    {
         return;
     }
     let tmp = TempDir::new("panic");
@@ -156,7 +168,7 @@ fn guest_panic_fails_clearly() {
 
 #[test]
 fn missing_kernel_image_fails_at_once() {
-    if !vm::require_root("missing_kernel_image_fails_at_once") {
+    if !require_root("missing_kernel_image_fails_at_once") {
         return;
     }
     let tmp = TempDir::new("nokernel");

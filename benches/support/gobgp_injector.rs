@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::bgp_daemons::GoBgp;
-use crate::bgp_peers::have;
 
 /// gobgpd's gRPC API port on the injector namespace's own loopback.
 const API_PORT: u16 = 50051;
@@ -46,6 +45,7 @@ impl GoBgpInjector {
         receiver: Ipv4Addr,
         routes: &[IpNet],
     ) -> Result<GoBgpInjector, String> {
+        let have = |program| crate::requirements::find_program(program).is_some();
         if !have("gobgpd") || !have("gobgp") {
             return Err("gobgpd or gobgp is not installed".into());
         }

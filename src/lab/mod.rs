@@ -143,8 +143,8 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     if args.nodes == 0 || args.nodes > topology::MAX_NODES {
         bail!("--nodes must be between 1 and {}", topology::MAX_NODES);
     }
-    if args.mode == Mode::Ipip && !ipip_available() {
-        bail!("mode ipip needs the kernel's ipip module, which this kernel does not have");
+    if args.mode == Mode::Ipip {
+        ipip_support().context("mode ipip needs the kernel's ipip module")?;
     }
     let binary = match &args.starling_binary {
         Some(binary) => binary.clone(),
@@ -210,13 +210,13 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     Ok(state)
 }
 
-/// Whether the kernel can create an IPIP device (tested in a throw-away namespace).
-pub fn ipip_available() -> bool {
+/// Whether the kernel can create an IPIP device (tested in a throw-away namespace); the error
+/// says what the kernel answered.
+pub fn ipip_support() -> Result<()> {
     let name = crate::netns::unique_name("stl-ipipcheck");
-    let Ok(guard) = crate::netns::create(&name) else {
-        return false;
-    };
-    let ok = topology::ip(&[
+    let guard = crate::netns::create(&name)
+        .with_context(|| format!("creating namespace {name} to probe for ipip"))?;
+    topology::ip(&[
         "-n",
         guard.name(),
         "link",
@@ -226,10 +226,8 @@ pub fn ipip_available() -> bool {
         "ipip",
         "remote",
         "192.0.2.1",
-    ])
-    .is_ok();
-    drop(guard);
-    ok
+    ])?;
+    Ok(())
 }
 
 /// A printable summary of a lab.

@@ -18,15 +18,6 @@ pub const PLUGIN: &str = env!("CARGO_BIN_EXE_starling");
 /// The node namespace's own address (on a dummy interface), which pods ping.
 pub const NODE_ADDRESS: &str = "192.168.250.1";
 
-pub fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipping: this test creates network namespaces and needs root");
-        false
-    }
-}
-
 /// Runs a command and fails the test with its output when it fails.
 pub fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)

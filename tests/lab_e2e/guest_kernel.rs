@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::requirements::{require, require_root};
 use super::vm;
 
 /// Kills the VM if the guest run hangs (CI's budget for the whole VM part is 15 minutes).
@@ -16,7 +17,10 @@ const GUEST_TIMEOUT_SECONDS: u64 = 1500;
 #[test]
 fn lab_suite_on_guest_kernel() {
     // Inside the guest this binary runs with `--skip guest_kernel::`; never nest VMs.
-    if vm::in_guest() || !vm::require_vm("lab_suite_on_guest_kernel") {
+    assert!(!vm::in_guest(), "guest_kernel:: ran inside the guest");
+    if !require_root("lab_suite_on_guest_kernel")
+        || !require("lab_suite_on_guest_kernel", vm::check)
+    {
         return;
     }
     let exe = std::env::current_exe().expect("the test binary's path");

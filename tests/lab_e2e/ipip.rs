@@ -8,28 +8,29 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use starling::lab::{self, topology, Mode};
 
-use super::{is_root, poll, vm, Lab};
+use super::requirements::{require_kernel_feature, require_root};
+use super::{poll, vm, Lab};
 
 /// Block size of the lab's pool (resources::pool).
 const BLOCK_PREFIX_LEN: u8 = 26;
 
-/// Whether this kernel can run IPIP tests. Where it cannot, the test is left to the guest run
-/// (said so); inside the guest, a missing ipip is a failure.
-pub fn ipip_here(test: &str) -> bool {
-    if lab::ipip_available() {
-        return true;
-    }
+/// Whether this kernel can run IPIP tests, for `require_kernel_feature`. Where it cannot, the
+/// test is left to the guest run (the skip says so); inside the guest, a missing ipip is a
+/// failure.
+pub fn ipip_here(test: &str) -> Result<(), String> {
+    let here = lab::ipip_support().map_err(|error| format!("{error:#}"));
     assert!(
-        !vm::in_guest(),
-        "{test}: the guest kernel must have the ipip module"
+        here.is_ok() || !vm::in_guest(),
+        "{test}: the guest kernel must have the ipip module: {here:?}"
     );
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    eprintln!(
-        "NOTE {test}: this kernel ({}) has no ipip module; the test runs on the guest kernel \
-         (lab_e2e guest_kernel::lab_suite_on_guest_kernel)",
-        kernel.trim()
-    );
-    false
+    here.map_err(|error| {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        format!(
+            "{error} (kernel {}); the test runs on the guest kernel \
+             (lab_e2e guest_kernel::lab_suite_on_guest_kernel)",
+            kernel.trim()
+        )
+    })
 }
 
 /// The node's IPIP tunnel address as IPAM recorded it on its Node resource.
@@ -117,8 +118,13 @@ pub fn assert_tunl0(lab: &Lab, node: usize, mtu: u32) {
 
 #[test]
 fn ipip_three_nodes_full_matrix_tunl0_and_route_repair() {
-    require_root!();
-    if !ipip_here("ipip_three_nodes_full_matrix_tunl0_and_route_repair") {
+    if !require_root("ipip_three_nodes_full_matrix_tunl0_and_route_repair")
+        || !require_kernel_feature(
+            "ipip_three_nodes_full_matrix_tunl0_and_route_repair",
+            "ipip",
+            || ipip_here("ipip_three_nodes_full_matrix_tunl0_and_route_repair"),
+        )
+    {
         return;
     }
     let lab = Lab::up("e2eipip", Mode::Ipip, 3, 2);

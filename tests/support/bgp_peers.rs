@@ -36,16 +36,6 @@ use tokio::sync::{mpsc, watch};
 /// The lab's shared subnet; node `i` has `10.77.0.(11 + i)`.
 pub const POOL: &str = "10.244.0.0/16";
 
-/// True when running as root; otherwise prints why the test is skipped.
-pub fn require_root(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        true
-    } else {
-        println!("skipping {test}: needs root (network namespaces)");
-        false
-    }
-}
-
 /// Polls `check` until it is true or `limit` passes.
 pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -207,15 +197,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Whether a program is installed (tests skip with a message otherwise).
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|output| output.status.success())
-        || Path::new(program).exists()
 }
 
 // ---------------------------------------------------------------- kernel checks

@@ -10,16 +10,6 @@ use starling_calc::spec::{BlockSummary, DataplaneInput, HostInterface};
 use starling_model::{CalicoNode, EncapMode, IpPool};
 use starling_selector::Selector;
 
-/// True when running as root; otherwise prints why the test is skipped.
-pub fn require_root(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        true
-    } else {
-        println!("skipping {test}: needs root (network namespaces)");
-        false
-    }
-}
-
 /// Runs a command, panicking with its output when it fails; returns stdout.
 pub fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program)

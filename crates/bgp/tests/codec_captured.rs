@@ -1,5 +1,5 @@
 //! Golden tests over messages captured from real peers (bird2, gobgpd, FRR bgpd) by
-//! `tests/bgp_record_peers.rs`; the fixture files note each peer's version and configuration.
+//! `examples/record_bgp_fixtures.rs`; the fixture files note each peer's version and configuration.
 
 mod bgp_support;
 

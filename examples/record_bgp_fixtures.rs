@@ -1,11 +1,16 @@
-//! Recording listener for the captured golden vectors in `crates/bgp/tests/fixtures/bgp/`.
+//! Records the captured golden vectors in `crates/bgp/tests/fixtures/bgp/` (a tool, not a test):
 //!
-//! Not part of the normal test run: it records only when `STARLING_RECORD_BGP_FIXTURES=1` and
-//! running as root, and otherwise prints why it skipped. It creates two network namespaces
-//! joined by a veth pair (unique names, removed by a Drop guard), runs a real peer (bird2,
-//! gobgpd or FRR bgpd) in one and a minimal listener in the other. The listener answers OPEN and
-//! KEEPALIVE so the peer reaches Established, then writes every raw message the peer sends, as
-//! hex, one message per line, to `crates/bgp/tests/fixtures/bgp/<peer>.hex`.
+//! ```text
+//! sudo -E cargo run --example record_bgp_fixtures -- [bird2|gobgp|frr]...   # default: all three
+//! ```
+//!
+//! Needs root (network namespaces) and the peer programs (bird2, gobgpd + gobgp, frr). For each
+//! peer it creates two network namespaces joined by a veth pair (unique names, removed by a Drop
+//! guard), runs the real peer in one and a minimal listener in the other. The listener answers
+//! OPEN and KEEPALIVE so the peer reaches Established, then writes every raw message the peer
+//! sends, as hex, one message per line, to `crates/bgp/tests/fixtures/bgp/<peer>.hex`. The
+//! recordings are checked by `crates/bgp/tests/codec_captured.rs`. (Fixtures recorded before
+//! this became an example name its former place, `tests/bgp_record_peers.rs`.)
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -260,7 +265,7 @@ fn version(program: &str, argument: &str) -> String {
 
 fn header(version: &str, config: &str) -> String {
     let mut header = format!(
-        "# Captured by tests/bgp_record_peers.rs: raw messages the peer sent to a listener\n\
+        "# Captured by examples/record_bgp_fixtures.rs: raw messages the peer sent to a listener\n\
          # (AS {LISTENER_AS}, {LISTENER_ADDRESS}, capabilities mp v4+v6, route refresh, GR 120 s, 4-octet AS).\n\
          # Peer: {version}\n# Peer configuration:\n"
     );
@@ -268,20 +273,6 @@ fn header(version: &str, config: &str) -> String {
         header.push_str(&format!("#   {line}\n"));
     }
     header
-}
-
-fn should_record() -> bool {
-    if std::env::var("STARLING_RECORD_BGP_FIXTURES").as_deref() != Ok("1") {
-        println!(
-            "skipping: set STARLING_RECORD_BGP_FIXTURES=1 (as root) to re-record the BGP fixtures"
-        );
-        return false;
-    }
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipping: recording BGP fixtures needs root for network namespaces");
-        return false;
-    }
-    true
 }
 
 fn capture(
@@ -312,11 +303,7 @@ fn capture(
     (messages, config.to_string())
 }
 
-#[test]
 fn record_bird2() {
-    if !should_record() {
-        return;
-    }
     let config = format!(
         "router id {PEER_ADDRESS};
 protocol device {{ }}
@@ -359,11 +346,7 @@ protocol bgp recorder {{
     );
 }
 
-#[test]
 fn record_gobgp() {
-    if !should_record() {
-        return;
-    }
     let config = format!(
         "[global.config]
   as = 4200000001
@@ -464,11 +447,7 @@ fn record_gobgp() {
     );
 }
 
-#[test]
 fn record_frr() {
-    if !should_record() {
-        return;
-    }
     let config = format!(
         "hostname recorder
 router bgp 65003
@@ -516,4 +495,31 @@ router bgp 65003
         &header(&version("/usr/lib/frr/bgpd", "--version"), &config),
         &messages,
     );
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let peers: [(&str, fn()); 3] = [
+        ("bird2", record_bird2),
+        ("gobgp", record_gobgp),
+        ("frr", record_frr),
+    ];
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|name| !peers.iter().any(|(peer, _)| peer == name))
+    {
+        eprintln!("unknown peer {unknown:?}: choose from bird2, gobgp, frr (default: all)");
+        std::process::exit(2);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("recording BGP fixtures creates network namespaces: run as root");
+        std::process::exit(1);
+    }
+    for (name, record) in peers {
+        if wanted.is_empty() || wanted.iter().any(|w| w == name) {
+            println!("recording {name}");
+            record();
+            println!("wrote {}", fixture_path(&format!("{name}.hex")).display());
+        }
+    }
 }
