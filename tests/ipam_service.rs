@@ -97,6 +97,7 @@ impl Fixture {
                 container_id: container.into(),
                 pod_namespace: Some(namespace.into()),
                 pod_name: Some(pod.into()),
+                interface_name: Some("eth0".into()),
             }))
             .await
     }

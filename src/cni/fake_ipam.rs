@@ -104,6 +104,8 @@ impl CountingAllocator {
                     )
                 }
             }
+            // No datastore here: like the Kubernetes datastore, nothing is stored.
+            IpamRequest::EndpointAdd(_) => IpamResponse::EndpointRecorded { name: None },
             IpamRequest::Status => IpamResponse::Ready,
         }
     }
@@ -248,6 +250,7 @@ mod tests {
             container_id: "a".into(),
             pod_namespace: None,
             pod_name: None,
+            interface_name: None,
         }));
         assert_eq!(
             released,

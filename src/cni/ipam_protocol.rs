@@ -23,6 +23,10 @@
 //! - `ReleaseByHandle`: release everything under `handle` (nothing held is success with an empty
 //!   list) and clear `podIP`/`podIPs` when the pod's `containerID` annotation still names
 //!   `container_id` (a newer sandbox of the same pod keeps its annotations).
+//! - `EndpointAdd` (after wiring): in etcd mode write the pod's WorkloadEndpoint as Calico's CNI
+//!   plugin does (`datastore::endpoints`) and answer `EndpointRecorded{name}`; the Kubernetes
+//!   datastore keeps none (`name: None`). An error fails the ADD, which then rolls back.
+//!   `ReleaseByHandle` also deletes that endpoint unless it names another container.
 //! - `Check`: `Checked` when `handle` holds exactly `addresses`, else `Error{kind: Mismatch}`.
 //! - `Status`: `Ready` once IPAM can serve requests (datastore in sync), else
 //!   `Error{kind: Unavailable}`.
@@ -44,6 +48,8 @@ pub enum IpamRequest {
     ReleaseByHandle(ReleaseRequest),
     #[serde(rename = "ipam_check")]
     Check(CheckRequest),
+    #[serde(rename = "ipam_endpoint_add")]
+    EndpointAdd(EndpointAddRequest),
     #[serde(rename = "ipam_status")]
     Status,
 }
@@ -77,6 +83,27 @@ pub struct ReleaseRequest {
     pub pod_namespace: Option<String>,
     #[serde(default)]
     pub pod_name: Option<String>,
+    /// The interface inside the pod (`CNI_IFNAME`); names the WorkloadEndpoint to remove.
+    /// Absent from older plugins: then `eth0`.
+    #[serde(default)]
+    pub interface_name: Option<String>,
+}
+
+/// Sent after ADD has wired the pod: everything the WorkloadEndpoint records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointAddRequest {
+    pub handle: String,
+    pub container_id: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    /// The interface inside the pod (`CNI_IFNAME`).
+    pub interface_name: String,
+    /// The host side of the veth.
+    pub host_interface: String,
+    /// The pod interface's MAC (`aa:bb:cc:dd:ee:ff`).
+    #[serde(default)]
+    pub mac: Option<String>,
+    pub addresses: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +128,12 @@ pub enum IpamResponse {
         addresses: Vec<IpNet>,
     },
     Checked,
+    /// The WorkloadEndpoint was written under `name`; `None` when the datastore keeps none
+    /// (Kubernetes: the pod is the endpoint).
+    EndpointRecorded {
+        #[serde(default)]
+        name: Option<String>,
+    },
     Ready,
     Error(IpamError),
 }

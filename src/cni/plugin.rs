@@ -4,8 +4,9 @@
 //!
 //! - ADD: validate everything that can be validated before anything is allocated; assign under
 //!   handle `<network name>.<containerID>`; wire. `prevResult` is ignored: Starling creates the
-//!   pod's interface and so comes first in a chain. A wiring failure rolls back: the veth is removed
-//!   and the handle released, so nothing is left behind.
+//!   pod's interface and so comes first in a chain. Once wired, the daemon records the pod's
+//!   WorkloadEndpoint (etcd mode). A wiring or recording failure rolls back: the veth is removed
+//!   and the handle released (which removes the endpoint too), so nothing is left behind.
 //! - DEL: remove the veth (through the pod's namespace), then release the handle. Both steps succeed when there is nothing to
 //!   remove, so DEL is idempotent. A daemon that cannot be reached is code 11: the runtime
 //!   retries DEL, and succeeding silently would leak the address.
@@ -24,10 +25,10 @@ use super::args::PluginEnvironment;
 use super::backend::IpamBackend;
 use super::config::NetworkConfig;
 use super::ipam_protocol::{
-    AssignRequest, CheckRequest, IpamRequest, IpamResponse, ReleaseRequest,
+    AssignRequest, CheckRequest, EndpointAddRequest, IpamRequest, IpamResponse, ReleaseRequest,
 };
 use super::result::{code, version_at_least, CniError, CniResult, IpConfig, Route};
-use super::wiring::{resolve_mtu, PodDataplane, WiringRequest};
+use super::wiring::{resolve_mtu, PodDataplane, WiredPod, WiringRequest};
 use starling_calc::spec::veth_name;
 
 /// Host facts the plugin takes from its environment rather than from the network config.
@@ -117,10 +118,10 @@ pub async fn add(
         mtu: resolve_mtu(config.explicit_mtu(), &settings.mtu_file),
         pod_mac,
     };
-    let wired = match dataplane.wire(&request).await {
+    let wired = match wire_and_record(environment, &handle, &request, ipam, dataplane).await {
         Ok(wired) => wired,
         Err(mut error) => {
-            tracing::warn!(%error, "wiring failed; rolling back");
+            tracing::warn!(%error, "wiring or recording the endpoint failed; rolling back");
             let mut rollback_problems = Vec::new();
             // Only the host side: deleting it takes its peer along, and an interface in the pod
             // namespace that this ADD did not create (its creation failed) is not ours to delete.
@@ -170,6 +171,45 @@ pub async fn add(
     })
 }
 
+/// Wires the pod, then has the daemon record its WorkloadEndpoint (what Calico's plugin writes
+/// once the interface exists: the host veth's name and the pod side's MAC).
+async fn wire_and_record(
+    environment: &PluginEnvironment,
+    handle: &str,
+    request: &WiringRequest,
+    ipam: &impl IpamBackend,
+    dataplane: &impl PodDataplane,
+) -> Result<WiredPod, CniError> {
+    let wired = dataplane.wire(request).await?;
+    let pod = environment.pod()?;
+    let action = format!(
+        "recording the endpoint of pod {}/{}",
+        pod.namespace, pod.name
+    );
+    let response = ipam
+        .exchange(IpamRequest::EndpointAdd(EndpointAddRequest {
+            handle: handle.to_string(),
+            container_id: environment.container_id.clone(),
+            pod_namespace: pod.namespace.clone(),
+            pod_name: pod.name.clone(),
+            interface_name: request.pod_interface.clone(),
+            host_interface: wired.host.name.clone(),
+            mac: wired.pod.mac.clone(),
+            addresses: request.addresses.iter().map(|a| IpNet::from(*a)).collect(),
+        }))
+        .await?;
+    match response {
+        IpamResponse::EndpointRecorded { name } => {
+            if let Some(name) = name {
+                tracing::info!(endpoint = %name, "workload endpoint recorded");
+            }
+            Ok(wired)
+        }
+        IpamResponse::Error(error) => Err(error.to_cni_error(&action)),
+        other => Err(unexpected(&action, &other)),
+    }
+}
+
 async fn release(
     config: &NetworkConfig,
     environment: &PluginEnvironment,
@@ -185,6 +225,7 @@ async fn release(
             container_id: environment.container_id.clone(),
             pod_namespace: pod.as_ref().map(|pod| pod.namespace.clone()),
             pod_name: pod.as_ref().map(|pod| pod.name.clone()),
+            interface_name: Some(environment.interface_name.clone()),
         }))
         .await?;
     match response {

@@ -151,11 +151,29 @@ async fn add_then_delete_twice() {
     assert_eq!(assign.pod_name, "web-0");
     assert_eq!(assign.interface_name, "eth0");
     assert_eq!(assign.network_name, "k8s-pod-network");
+    // Once wired, the endpoint is recorded with the host veth and the pod side's MAC.
+    let IpamRequest::EndpointAdd(endpoint) = &requests[1] else {
+        panic!("second request is {:?}", requests[1]);
+    };
+    assert_eq!(endpoint.handle, "k8s-pod-network.c1");
+    assert_eq!(endpoint.container_id, "c1");
+    assert_eq!(endpoint.pod_name, "web-0");
+    assert_eq!(endpoint.interface_name, "eth0");
+    assert_eq!(endpoint.host_interface, result.interfaces[0].name);
+    assert!(endpoint.host_interface.starts_with("cali"));
+    assert_eq!(endpoint.mac.as_deref(), Some("02:00:00:00:00:01"));
+    assert_eq!(endpoint.addresses, vec!["10.9.0.1/32".parse().unwrap()]);
 
     let delete = environment("DEL", "c1", "web-0");
     plugin::delete(&config, &delete, &ipam, &dataplane)
         .await
         .unwrap();
+    assert!(matches!(
+        ipam.requests().last(),
+        Some(IpamRequest::ReleaseByHandle(release))
+            if release.interface_name.as_deref() == Some("eth0")
+                && release.pod_name.as_deref() == Some("web-0")
+    ));
     assert!(ipam.allocations().is_empty());
     assert!(dataplane.wired.lock().unwrap().is_empty());
     // Idempotent: nothing left is still success.
@@ -187,6 +205,51 @@ async fn failed_wiring_rolls_back() {
         ipam.requests().last(),
         Some(IpamRequest::ReleaseByHandle(release)) if release.handle == "k8s-pod-network.c1"
     ));
+}
+
+/// The counting allocator, except that recording an endpoint fails (datastore down).
+struct EndpointsUnavailable(CountingAllocator);
+
+impl IpamBackend for EndpointsUnavailable {
+    async fn exchange(&self, request: IpamRequest) -> Result<IpamResponse, CniError> {
+        if matches!(request, IpamRequest::EndpointAdd(_)) {
+            return Ok(IpamResponse::error(
+                IpamErrorKind::Unavailable,
+                "writing the WorkloadEndpoint: etcd unreachable",
+            ));
+        }
+        Ok(self.0.handle(request))
+    }
+}
+
+#[tokio::test]
+async fn failed_endpoint_recording_rolls_back() {
+    let ipam = EndpointsUnavailable(allocator());
+    let dataplane = FakeDataplane::default();
+    let error = plugin::add(
+        &config(""),
+        &environment("ADD", "c1", "web-0"),
+        &settings(),
+        &ipam,
+        &dataplane,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, code::TRY_AGAIN_LATER);
+    assert!(
+        error
+            .msg
+            .contains("recording the endpoint of pod default/web-0"),
+        "{}",
+        error.msg
+    );
+    assert!(error.msg.contains("etcd unreachable"), "{}", error.msg);
+    assert!(
+        ipam.0.allocations().is_empty(),
+        "{:?}",
+        ipam.0.allocations()
+    );
+    assert!(dataplane.wired.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -87,6 +87,79 @@ impl EtcdStore {
         Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
+    /// The raw bytes at a key with their ModRevision, for [`EtcdStore::update_raw`] and
+    /// [`EtcdStore::delete_raw`] (objects outside the typed kinds, e.g. workload endpoints).
+    pub async fn get_raw_versioned(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
+        let response = self
+            .client
+            .clone()
+            .get(key, None)
+            .await
+            .map_err(|e| unavailable(key, e))?;
+        Ok(response
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), Revision(kv.mod_revision().to_string()))))
+    }
+
+    /// Writes `key` if it does not exist, else `AlreadyExists`.
+    pub async fn create_raw(&self, key: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
+        let compare = Compare::version(key, CompareOp::Equal, 0);
+        match self
+            .compare_and(key, compare, TxnOp::put(key, value, None))
+            .await?
+        {
+            Ok(revision) => Ok(Revision(revision.to_string())),
+            Err(_) => Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    /// Replaces `key` if its ModRevision is still `revision`, else `Conflict` (or `NotFound`).
+    pub async fn update_raw(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: &Revision,
+    ) -> Result<Revision, StoreError> {
+        let expected = parse_revision(key, revision)?;
+        let compare = Compare::mod_revision(key, CompareOp::Equal, expected);
+        match self
+            .compare_and(key, compare, TxnOp::put(key, value, None))
+            .await?
+        {
+            Ok(revision) => Ok(Revision(revision.to_string())),
+            Err(None) => Err(StoreError::NotFound {
+                key: key.to_string(),
+            }),
+            Err(Some(_)) => Err(StoreError::Conflict {
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    /// Deletes `key` if its ModRevision is still `revision`, else `Conflict` (or `NotFound`).
+    pub async fn delete_raw(&self, key: &str, revision: &Revision) -> Result<(), StoreError> {
+        let expected = parse_revision(key, revision)?;
+        let compare = Compare::mod_revision(key, CompareOp::Equal, expected);
+        match self
+            .compare_and(key, compare, TxnOp::delete(key, None))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(None) => Err(StoreError::NotFound {
+                key: key.to_string(),
+            }),
+            Err(Some(_)) => Err(StoreError::Conflict {
+                key: key.to_string(),
+            }),
+        }
+    }
+
     /// Every key and value under a prefix (objects outside the IPAM kinds, e.g. workload endpoints).
     pub async fn list_raw(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let response = self
@@ -290,14 +363,7 @@ impl Datastore for EtcdStore {
             key: path.clone(),
             reason,
         })?;
-        let compare = Compare::version(path.as_str(), CompareOp::Equal, 0);
-        match self
-            .compare_and(&path, compare, TxnOp::put(path.as_str(), bytes, None))
-            .await?
-        {
-            Ok(revision) => Ok(Revision(revision.to_string())),
-            Err(_) => Err(StoreError::AlreadyExists { key: path }),
-        }
+        self.create_raw(&path, bytes).await
     }
 
     async fn update<K: StoredKind>(
@@ -306,20 +372,11 @@ impl Datastore for EtcdStore {
         revision: &Revision,
     ) -> Result<Revision, StoreError> {
         let path = K::etcd_key(&value.key());
-        let expected = parse_revision(&path, revision)?;
         let bytes = value.etcd_encode().map_err(|reason| StoreError::Invalid {
             key: path.clone(),
             reason,
         })?;
-        let compare = Compare::mod_revision(path.as_str(), CompareOp::Equal, expected);
-        match self
-            .compare_and(&path, compare, TxnOp::put(path.as_str(), bytes, None))
-            .await?
-        {
-            Ok(revision) => Ok(Revision(revision.to_string())),
-            Err(None) => Err(StoreError::NotFound { key: path }),
-            Err(Some(_)) => Err(StoreError::Conflict { key: path }),
-        }
+        self.update_raw(&path, bytes, revision).await
     }
 
     async fn delete<K: StoredKind>(
@@ -327,17 +384,7 @@ impl Datastore for EtcdStore {
         key: &K::Key,
         revision: &Revision,
     ) -> Result<(), StoreError> {
-        let path = K::etcd_key(key);
-        let expected = parse_revision(&path, revision)?;
-        let compare = Compare::mod_revision(path.as_str(), CompareOp::Equal, expected);
-        match self
-            .compare_and(&path, compare, TxnOp::delete(path.as_str(), None))
-            .await?
-        {
-            Ok(_) => Ok(()),
-            Err(None) => Err(StoreError::NotFound { key: path }),
-            Err(Some(_)) => Err(StoreError::Conflict { key: path }),
-        }
+        self.delete_raw(&K::etcd_key(key), revision).await
     }
 
     async fn watch<K: StoredKind>(

@@ -9,6 +9,7 @@
 //! Implementations: `memory` (unit tests, fault injection), `etcd` (Calico's etcdv3 layout) and
 //! `kube` (crd.projectcalico.org/v1 objects). `AnyDatastore` picks one at run time.
 
+pub mod endpoints;
 pub mod etcd;
 pub mod keys;
 pub mod kinds;

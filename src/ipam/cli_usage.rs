@@ -1,7 +1,8 @@
 //! Addresses known to be in use, for `ipam check`'s leak classes (reference §4.7): workload
-//! endpoints and node tunnel addresses. etcd mode reads the v3 WorkloadEndpoint and Node objects;
-//! Kubernetes mode reads Pods (`status.podIPs`, running pods only) and the Node tunnel annotations
-//! (§2.1). Parsing is pure (`*_from_json`); only `addresses_in_use` touches the datastore.
+//! endpoints and node tunnel addresses (IPIP, VXLAN, WireGuard). etcd mode reads the v3
+//! WorkloadEndpoint and Node objects; Kubernetes mode reads Pods (the addresses their
+//! WorkloadEndpoint would carry, §2.3) and the Node tunnel annotations (§2.1). Parsing is pure
+//! (`*_from_json`, `pod_addresses`); only `addresses_in_use` touches the datastore.
 
 use std::net::IpAddr;
 
@@ -11,16 +12,23 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::datastore::AnyDatastore;
+use crate::syncer::convert::Conversion;
+use starling_calc::state::Resource;
 use starling_ipam::check::InUseAddress;
 use starling_model::store::StoreError;
 
 const WEP_PREFIX: &str = "/calico/resources/v3/projectcalico.org/workloadendpoints/";
 const NODE_PREFIX: &str = "/calico/resources/v3/projectcalico.org/nodes/";
 
-const TUNNEL_ANNOTATIONS: [(&str, &str); 3] = [
+const TUNNEL_ANNOTATIONS: [(&str, &str); 5] = [
     ("projectcalico.org/IPv4IPIPTunnelAddr", "ipip"),
     ("projectcalico.org/IPv4VXLANTunnelAddr", "vxlan"),
     ("projectcalico.org/IPv6VXLANTunnelAddr", "vxlan-v6"),
+    ("projectcalico.org/IPv4WireguardInterfaceAddr", "wireguard"),
+    (
+        "projectcalico.org/IPv6WireguardInterfaceAddr",
+        "wireguard-v6",
+    ),
 ];
 
 fn parse_address(text: &str) -> Option<IpAddr> {
@@ -53,6 +61,8 @@ pub fn node_from_json(value: &Value) -> Vec<InUseAddress> {
         (&spec["bgp"]["ipv4IPIPTunnelAddr"], "ipip"),
         (&spec["ipv4VXLANTunnelAddr"], "vxlan"),
         (&spec["ipv6VXLANTunnelAddr"], "vxlan-v6"),
+        (&spec["wireguard"]["interfaceIPv4Address"], "wireguard"),
+        (&spec["wireguard"]["interfaceIPv6Address"], "wireguard-v6"),
     ]
     .into_iter()
     .filter_map(|(field, kind)| {
@@ -63,6 +73,26 @@ pub fn node_from_json(value: &Value) -> Vec<InUseAddress> {
         })
     })
     .collect()
+}
+
+/// A pod's addresses as its WorkloadEndpoint would hold them (reference §2.3: `status.podIPs`,
+/// then the CNI annotations while the kubelet has not reported yet; none for host-network and
+/// finished pods), so a pod that is still starting is not taken for a leak.
+pub fn pod_addresses(pod: &Pod) -> Vec<InUseAddress> {
+    match crate::syncer::convert::pod(pod) {
+        Conversion::Valid(key, resource) => match *resource {
+            Resource::Pod(pod) => pod
+                .addresses
+                .into_iter()
+                .map(|address| InUseAddress {
+                    address,
+                    owner: format!("pod {key}"),
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        Conversion::Absent(_) | Conversion::Invalid(..) => Vec::new(),
+    }
 }
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
@@ -100,29 +130,7 @@ pub async fn addresses_in_use(store: &AnyDatastore) -> Result<Vec<InUseAddress>,
                 .await
                 .map_err(|e| unavailable("pods", e))?
             {
-                let host_network = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.host_network)
-                    .unwrap_or(false);
-                let status = pod.status.unwrap_or_default();
-                let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
-                if host_network || finished {
-                    continue;
-                }
-                let owner = format!(
-                    "pod {}/{}",
-                    pod.metadata.namespace.unwrap_or_default(),
-                    pod.metadata.name.unwrap_or_default()
-                );
-                for ip in status.pod_ips.unwrap_or_default() {
-                    if let Some(address) = parse_address(&ip.ip) {
-                        in_use.push(InUseAddress {
-                            address,
-                            owner: owner.clone(),
-                        });
-                    }
-                }
+                in_use.extend(pod_addresses(&pod));
             }
             let nodes: Api<Node> = Api::all(kube.client());
             for node in nodes
@@ -167,10 +175,35 @@ mod tests {
         );
         let node = serde_json::json!({
             "metadata": {"name": "n1"},
-            "spec": {"bgp": {"ipv4IPIPTunnelAddr": "10.0.0.1"}, "ipv4VXLANTunnelAddr": "10.0.0.2"}
+            "spec": {"bgp": {"ipv4IPIPTunnelAddr": "10.0.0.1"}, "ipv4VXLANTunnelAddr": "10.0.0.2",
+                     "wireguard": {"interfaceIPv4Address": "10.0.0.3"}}
         });
         let found = node_from_json(&node);
-        assert_eq!(found.len(), 2);
+        assert_eq!(found.len(), 3);
         assert_eq!(found[1].owner, "node n1 (vxlan tunnel)");
+        assert_eq!(found[2].owner, "node n1 (wireguard tunnel)");
+        assert_eq!(found[2].address, "10.0.0.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn pods_count_with_their_annotation_until_the_kubelet_reports() {
+        let pod = |phase: &str, status_ips: Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "default", "name": "web",
+                             "annotations": {"cni.projectcalico.org/podIP": "10.0.0.9/32"}},
+                "spec": {"nodeName": "n1", "containers": []},
+                "status": {"phase": phase, "podIPs": status_ips}
+            }))
+            .unwrap()
+        };
+        let starting = pod_addresses(&pod("Pending", serde_json::json!([])));
+        assert_eq!(starting.len(), 1);
+        assert_eq!(starting[0].address, "10.0.0.9".parse::<IpAddr>().unwrap());
+        assert_eq!(starting[0].owner, "pod default/web");
+        let running = pod_addresses(&pod("Running", serde_json::json!([{"ip": "10.0.0.8"}])));
+        assert_eq!(running[0].address, "10.0.0.8".parse::<IpAddr>().unwrap());
+        assert!(
+            pod_addresses(&pod("Succeeded", serde_json::json!([{"ip": "10.0.0.8"}]))).is_empty()
+        );
     }
 }

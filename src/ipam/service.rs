@@ -6,6 +6,9 @@
 //! the daemon holds datastore credentials. Pools, reservations and the IPAM configuration are
 //! read fresh for every request (a few reads) so a pool created a moment ago is honoured.
 //!
+//! etcd side effects: the pod's WorkloadEndpoint is written after wiring and removed on release
+//! (`endpoint_records`).
+//!
 //! Kubernetes side effects (when a Kubernetes client is available): the pod's and namespace's
 //! annotations drive the request, and `cni.projectcalico.org/podIP`, `podIPs` and `containerID`
 //! are written through the pod's status subresource, as Calico's plugin does. If that write
@@ -115,6 +118,11 @@ impl IpamService {
             IpamRequest::Assign(assign) => ("assign", self.assign(&assign).await),
             IpamRequest::ReleaseByHandle(release) => ("release", self.release(&release).await),
             IpamRequest::Check(check) => ("check", self.check(&check).await),
+            IpamRequest::EndpointAdd(endpoint) => (
+                "endpoint_add",
+                super::endpoint_records::record(self.store(), self.allocator.host(), &endpoint)
+                    .await,
+            ),
             IpamRequest::Status => ("status", self.status().await),
         };
         self.metrics
@@ -401,6 +409,22 @@ impl IpamService {
     }
 
     async fn release(&self, request: &ReleaseRequest) -> IpamResponse {
+        // The endpoint goes first, as in Calico's DEL: an address is never free while an
+        // endpoint still names it.
+        if let (Some(namespace), Some(pod)) = (&request.pod_namespace, &request.pod_name) {
+            if let Err(response) = super::endpoint_records::forget(
+                self.store(),
+                self.allocator.host(),
+                namespace,
+                pod,
+                request.interface_name.as_deref(),
+                &request.container_id,
+            )
+            .await
+            {
+                return response;
+            }
+        }
         let released =
             match starling_ipam::release::release_by_handle(self.store(), &request.handle).await {
                 Ok(released) => released,

@@ -4,7 +4,8 @@
 //! Contract: a conversion names the object's key even when it fails, so an invalid object can
 //! be made absent (one log line and `starling_resources_rejected_total{kind}` per rejection,
 //! counted by the caller). Keys: the object name in Kubernetes, the full key in etcd; pods and
-//! secrets (Kubernetes only) are keyed `namespace/name` and `name`.
+//! secrets (Kubernetes only) are keyed `namespace/name` and `name`, workload endpoints (etcd
+//! only) `namespace/name` once the watcher strips the prefix.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -151,6 +152,17 @@ pub fn node_from_etcd(path: &str, bytes: &[u8]) -> Option<Conversion> {
 
 /// etcd prefix of Calico Node resources.
 pub const NODE_PREFIX: &str = "/calico/resources/v3/projectcalico.org/nodes/";
+
+/// etcd prefix of WorkloadEndpoints (state keys are `namespace/name`).
+pub const WORKLOAD_ENDPOINT_PREFIX: &str = crate::datastore::endpoints::PREFIX;
+
+/// An etcd-mode WorkloadEndpoint; `None` for keys that are not `<namespace>/<name>`.
+pub fn workload_endpoint_from_etcd(path: &str, bytes: &[u8]) -> Option<Conversion> {
+    crate::datastore::endpoints::parse_key(path)?;
+    let result = crate::datastore::endpoints::decode(path, bytes)
+        .map(|endpoint| Resource::WorkloadEndpoint(Box::new(endpoint)));
+    Some(finish(path.to_string(), result))
+}
 
 /// A pod's workload view (§2.3): no addresses for finished pods; host-network pods are absent.
 pub fn pod(pod: &Pod) -> Conversion {

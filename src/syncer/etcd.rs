@@ -51,19 +51,15 @@ pub(super) fn spawn_all(store: &EtcdStore, context: &SyncerContext) -> Vec<JoinH
             ))
         })
         .collect();
+    tasks.push(tokio::spawn(watch_kind(
+        store.clone(),
+        Kind::WorkloadEndpoint,
+        convert::WORKLOAD_ENDPOINT_PREFIX.to_string(),
+        convert::workload_endpoint_from_etcd as Decode,
+        context.clone(),
+    )));
     // Kubernetes-only kinds: nothing to watch, nothing missing.
-    let context = context.clone();
-    tasks.push(tokio::spawn(async move {
-        for kind in [Kind::Pod, Kind::Secret] {
-            context.set_in_sync(kind, true);
-            context
-                .send(Update::Replace {
-                    kind,
-                    objects: BTreeMap::new(),
-                })
-                .await;
-        }
-    }));
+    tasks.push(super::report_empty(&[Kind::Pod, Kind::Secret], context));
     tasks
 }
 

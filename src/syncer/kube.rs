@@ -80,6 +80,8 @@ pub(super) fn spawn_all(
             convert::secret,
             context.clone(),
         )),
+        // The pods are the endpoints here; none is stored.
+        super::report_empty(&[Kind::WorkloadEndpoint], context),
     ]
 }
 

@@ -12,7 +12,9 @@
 //! - Metrics: `starling_datastore_in_sync{kind}`, `_updates_total{kind}`, `_reconnects_total{kind}`.
 //!
 //! Pods (this node's, by `spec.nodeName`) and Secrets (the daemon's namespace) exist only in
-//! the Kubernetes datastore; with etcd they are reported in sync and empty.
+//! the Kubernetes datastore; with etcd they are reported in sync and empty. WorkloadEndpoints
+//! (all of the cluster's, keyed `namespace/name`) exist only in etcd; the Kubernetes datastore
+//! reports them in sync and empty (its pods are the endpoints).
 
 pub mod convert;
 mod etcd;
@@ -80,6 +82,22 @@ impl SyncerContext {
             .with_label_values(&[kind.name()])
             .inc();
     }
+}
+
+/// Reports kinds the datastore does not have as in sync and empty (nothing to watch, nothing
+/// missing).
+fn report_empty(kinds: &[Kind], context: &SyncerContext) -> JoinHandle<()> {
+    let kinds = kinds.to_vec();
+    let context = context.clone();
+    tokio::spawn(async move {
+        for kind in kinds {
+            context.set_in_sync(kind, true);
+            let objects = std::collections::BTreeMap::new();
+            if !context.send(Update::Replace { kind, objects }).await {
+                return;
+            }
+        }
+    })
 }
 
 /// Exponential reconnect delay.

@@ -15,7 +15,7 @@ use starling_ipam::block::Block;
 use starling_ipam::records::{Affinity, IpamConfig};
 use starling_model::bgp::BgpConfigLayer;
 use starling_model::felix::FelixLayer;
-use starling_model::{BgpPeer, CalicoNode, IpPool, IpReservation};
+use starling_model::{BgpPeer, CalicoNode, IpPool, IpReservation, WorkloadEndpoint};
 
 /// Every watched kind. The name is the metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,10 +31,11 @@ pub enum Kind {
     IpamConfig,
     Pod,
     Secret,
+    WorkloadEndpoint,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
@@ -46,6 +47,7 @@ impl Kind {
         Kind::IpamConfig,
         Kind::Pod,
         Kind::Secret,
+        Kind::WorkloadEndpoint,
     ];
 
     /// Calico's kind name (metrics label, log field).
@@ -62,6 +64,7 @@ impl Kind {
             Kind::IpamConfig => "IPAMConfig",
             Kind::Pod => "Pod",
             Kind::Secret => "Secret",
+            Kind::WorkloadEndpoint => "WorkloadEndpoint",
         }
     }
 }
@@ -96,6 +99,9 @@ pub enum Resource {
     IpamConfig(IpamConfig),
     Pod(LocalPod),
     Secret(SecretData),
+    /// etcd mode only: the endpoints CNI plugins wrote, cluster-wide (in the Kubernetes
+    /// datastore the pods are the endpoints).
+    WorkloadEndpoint(Box<WorkloadEndpoint>),
 }
 
 impl Resource {
@@ -112,12 +118,13 @@ impl Resource {
             Resource::IpamConfig(_) => Kind::IpamConfig,
             Resource::Pod(_) => Kind::Pod,
             Resource::Secret(_) => Kind::Secret,
+            Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
         }
     }
 }
 
 /// A change delivered by a watcher. Keys are unique within a kind (object name, block CIDR,
-/// `namespace/name` for pods and secrets).
+/// `namespace/name` for pods and workload endpoints, name for secrets).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     /// The complete content of a kind (initial list or relist); marks the kind in sync.
@@ -281,6 +288,21 @@ impl ClusterState {
             Resource::Pod(pod) => Some(pod),
             _ => None,
         })
+    }
+
+    pub fn workload_endpoints(&self) -> impl Iterator<Item = &WorkloadEndpoint> {
+        self.values(Kind::WorkloadEndpoint).filter_map(|r| match r {
+            Resource::WorkloadEndpoint(endpoint) => Some(&**endpoint),
+            _ => None,
+        })
+    }
+
+    /// The endpoint keyed `namespace/name`.
+    pub fn workload_endpoint(&self, key: &str) -> Option<&WorkloadEndpoint> {
+        match self.get(Kind::WorkloadEndpoint, key)? {
+            Resource::WorkloadEndpoint(endpoint) => Some(endpoint),
+            _ => None,
+        }
     }
 
     /// A key of a Secret in the daemon's namespace (keyed by secret name).

@@ -7,8 +7,8 @@
 //!   the reference, with errors naming the object and the field. Callers validate once, where a
 //!   resource enters the process (a watcher, a CLI reading a file), and pass domain types on.
 //! * The domain types ([`IpPool`], [`BgpConfig`], [`BgpPeer`], [`CalicoNode`], [`FelixConfig`],
-//!   ...) — what the rest of Starling reasons about; code holding one never sees an unvalidated
-//!   value.
+//!   [`WorkloadEndpoint`], ...) — what the rest of Starling reasons about; code holding one
+//!   never sees an unvalidated value.
 //! * [`config`] — calico-node's environment variables, parsed from a map the caller reads.
 //!
 //! Collections are `BTreeMap`/`BTreeSet` so everything computed from them is deterministic.
@@ -17,6 +17,7 @@ pub mod asn;
 pub mod bgp;
 pub mod config;
 pub mod duration;
+pub mod endpoint;
 pub mod felix;
 pub mod node;
 pub mod pool;
@@ -27,6 +28,7 @@ pub mod wire;
 
 pub use asn::AsNumber;
 pub use bgp::{BgpConfig, BgpPeer, NextHopMode, PeerTarget, ProgramClusterRoutes};
+pub use endpoint::{PodEndpoint, WorkloadEndpoint};
 pub use felix::{FelixConfig, FelixOverrides};
 pub use node::{CalicoNode, MacAddr};
 pub use pool::{AllowedUse, AssignmentMode, EncapMode, IpPool, PoolEncapsulation};

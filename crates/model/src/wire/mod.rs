@@ -15,6 +15,7 @@ pub mod ippool;
 pub mod ipreservation;
 mod schema;
 pub mod v3;
+pub mod workloadendpoint;
 
 pub use bgpconfig::BGPConfigurationSpec;
 pub use bgppeer::BGPPeerSpec;
@@ -22,3 +23,4 @@ pub use felixconfig::FelixConfigurationSpec;
 pub use ippool::IPPoolSpec;
 pub use ipreservation::IPReservationSpec;
 pub use v3::{V3Metadata, V3Object, V3_API_VERSION};
+pub use workloadendpoint::WorkloadEndpointSpec;
