@@ -24,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netns;
 pub mod resources;
+pub mod route_deltas;
 pub mod run_args;
 pub mod startup;
 pub mod status;

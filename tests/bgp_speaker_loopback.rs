@@ -1,7 +1,7 @@
 //! The speaker's TCP side against a scripted peer on loopback (no root needed): a session
 //! reaches Established, malformed input gets the codec's exact NOTIFICATION and a counter
 //! without hurting the speaker, connections from unknown addresses are refused, an UPDATE
-//! ends up on `learned_routes()`, a ROUTE-REFRESH is answered with the table and End-of-RIB,
+//! arrives as a learned-route delta, a ROUTE-REFRESH is answered with the table and End-of-RIB,
 //! and configuration changes never send a Cease to a peer that stays configured.
 
 use std::collections::BTreeMap;
@@ -154,8 +154,9 @@ fn is_end_of_rib(message: &Message) -> bool {
 async fn session_malformed_input_unknown_peer_and_refresh() {
     let port = free_port();
     let metrics = Metrics::new();
-    let speaker = SpeakerHandle::spawn(config(port), metrics.clone());
-    let mut learned = speaker.learned_routes();
+    let mut speaker = SpeakerHandle::spawn(config(port), metrics.clone());
+    let deltas = speaker.take_route_deltas().unwrap();
+    let mut learned = BTreeMap::new();
 
     // Wait for the listener by retrying the first connection.
     let mut peer = None;
@@ -206,13 +207,11 @@ async fn session_malformed_input_unknown_peer_and_refresh() {
     }
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            learned.changed().await.unwrap();
-            let routes = learned.borrow_and_update().clone();
-            if routes
-                .iter()
-                .any(|route| route.prefix.to_string() == "10.244.7.0/26")
-            {
-                assert_eq!(routes[0].next_hop, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
+            deltas.wait().await;
+            deltas.apply_to(&mut learned);
+            let prefix: IpNet = "10.244.7.0/26".parse().unwrap();
+            if let Some(route) = learned.get(&prefix) {
+                assert_eq!(route.next_hop, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
                 break;
             }
         }
@@ -254,8 +253,9 @@ async fn session_malformed_input_unknown_peer_and_refresh() {
     assert_eq!(counted, 1);
     // The learned route went with the session (no graceful restart was advertised).
     tokio::time::timeout(Duration::from_secs(5), async {
-        while !learned.borrow_and_update().is_empty() {
-            learned.changed().await.unwrap();
+        while !learned.is_empty() {
+            deltas.wait().await;
+            deltas.apply_to(&mut learned);
         }
     })
     .await

@@ -86,7 +86,15 @@ fn drift_is_repaired_within_one_second_and_foreign_routes_survive() {
                 mtu_file: None,
                 ..DriverOptions::default()
             };
-            driver::run(kernel, desired_receiver, kicks, options, status_sender).await;
+            driver::run(
+                kernel,
+                desired_receiver,
+                kicks,
+                None,
+                options,
+                status_sender,
+            )
+            .await;
         })
         .unwrap();
     });
@@ -187,7 +195,15 @@ fn periodic_resync_repairs_drift_without_the_monitor() {
                 mtu_file: None,
                 ..DriverOptions::default()
             };
-            driver::run(kernel, desired_receiver, kicks, options, status_sender).await;
+            driver::run(
+                kernel,
+                desired_receiver,
+                kicks,
+                None,
+                options,
+                status_sender,
+            )
+            .await;
         })
         .unwrap();
     });

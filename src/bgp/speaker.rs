@@ -14,14 +14,12 @@
 mod actor;
 mod learned;
 
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::route_deltas::{self, DeltaReceiver, DeltaSender};
 use crate::status::PeerStatus;
 use starling_bgp::config::SpeakerConfig;
-use starling_bgp::kernel::LearnedRoute;
 
 /// Requests from the handle to the actor.
 pub(crate) enum Command {
@@ -36,48 +34,61 @@ pub(crate) enum Command {
 /// Handle to the running speaker.
 pub struct SpeakerHandle {
     commands: mpsc::UnboundedSender<Command>,
-    learned: watch::Receiver<Arc<Vec<LearnedRoute>>>,
+    /// The learned-route deltas when nobody else was given them at spawn.
+    route_deltas: Option<DeltaReceiver>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SpeakerHandle {
-    /// Starts the speaker on the current tokio runtime.
+    /// Starts the speaker on the current tokio runtime; its learned-route deltas wait in
+    /// [`SpeakerHandle::take_route_deltas`].
     pub fn spawn(initial: SpeakerConfig, metrics: Metrics) -> SpeakerHandle {
-        SpeakerHandle::start(initial, metrics, false)
+        let (sender, receiver) = route_deltas::channel();
+        let mut handle = SpeakerHandle::spawn_feeding(initial, metrics, false, sender);
+        handle.route_deltas = Some(receiver);
+        handle
     }
 
-    /// Starts the speaker after a restart of this node whose routes stayed in the kernel: the
-    /// OPENs carry the Restart State bit (RFC 4724 §3) so peers keep our routes until our
-    /// End-of-RIB.
+    /// [`SpeakerHandle::spawn`] after a restart of this node whose routes stayed in the
+    /// kernel: the OPENs carry the Restart State bit (RFC 4724 §3) so peers keep our routes
+    /// until our End-of-RIB.
     pub fn spawn_restarting(initial: SpeakerConfig, metrics: Metrics) -> SpeakerHandle {
-        SpeakerHandle::start(initial, metrics, true)
+        let (sender, receiver) = route_deltas::channel();
+        let mut handle = SpeakerHandle::spawn_feeding(initial, metrics, true, sender);
+        handle.route_deltas = Some(receiver);
+        handle
     }
 
-    fn start(initial: SpeakerConfig, metrics: Metrics, restarting: bool) -> SpeakerHandle {
+    /// Starts the speaker sending learned-route deltas to `route_deltas` (the dataplane's).
+    pub fn spawn_feeding(
+        initial: SpeakerConfig,
+        metrics: Metrics,
+        restarting: bool,
+        route_deltas: DeltaSender,
+    ) -> SpeakerHandle {
         let (commands, receiver) = mpsc::unbounded_channel();
-        let (learned_sender, learned) = watch::channel(Arc::new(Vec::new()));
         let task = tokio::spawn(actor::run(
             initial,
             metrics,
             restarting,
             receiver,
-            learned_sender,
+            route_deltas,
         ));
         SpeakerHandle {
             commands,
-            learned,
+            route_deltas: None,
             task,
         }
+    }
+
+    /// The learned-route deltas of a speaker started with [`SpeakerHandle::spawn`] (once).
+    pub fn take_route_deltas(&mut self) -> Option<DeltaReceiver> {
+        self.route_deltas.take()
     }
 
     /// Applies a new configuration (sessions added, removed or changed; exports re-evaluated).
     pub fn update(&self, config: SpeakerConfig) {
         let _ = self.commands.send(Command::Configure(Box::new(config)));
-    }
-
-    /// Best learned routes that policy allows into the kernel; replaced on every change.
-    pub fn learned_routes(&self) -> watch::Receiver<Arc<Vec<LearnedRoute>>> {
-        self.learned.clone()
     }
 
     /// One row per session for `node status` and metrics.

@@ -17,6 +17,7 @@ use crate::dataplane::kernel::{Address, Change, FdbEntry, Kernel, KernelError, L
 use crate::dataplane::monitor;
 use crate::dataplane::netlink::NetlinkKernel;
 use crate::metrics::Metrics;
+use crate::route_deltas::DeltaReceiver;
 use starling_calc::spec::RouteSpec;
 use starling_calc::spec::{Desired, HostInterface};
 
@@ -34,6 +35,8 @@ pub struct DataplaneOptions {
     pub sysctl_root: Option<PathBuf>,
     pub manage_nat: bool,
     pub resync_interval: Duration,
+    /// Learned BGP routes, as per-prefix deltas from the speaker (BIRD backend only).
+    pub learned: Option<DeltaReceiver>,
 }
 
 /// What the daemon keeps of the running dataplane.
@@ -155,11 +158,20 @@ pub fn spawn(
                             inner: *kernel,
                             metrics,
                         };
-                        driver::run(kernel, desired, kicks, driver_options, status_sender).await;
+                        driver::run(
+                            kernel,
+                            desired,
+                            kicks,
+                            options.learned,
+                            driver_options,
+                            status_sender,
+                        )
+                        .await;
                     }
                     KernelMode::Netlink => {
                         run_netlink(
                             desired,
+                            options.learned,
                             driver_options,
                             status_sender,
                             interfaces_sender,
@@ -180,6 +192,7 @@ pub fn spawn(
 
 async fn run_netlink(
     desired: watch::Receiver<Arc<Desired>>,
+    learned: Option<DeltaReceiver>,
     options: DriverOptions,
     status: watch::Sender<DriverStatus>,
     interfaces: watch::Sender<Vec<HostInterface>>,
@@ -247,5 +260,5 @@ async fn run_netlink(
         inner: kernel,
         metrics,
     };
-    driver::run(kernel, desired, driver_kicks, options, status).await;
+    driver::run(kernel, desired, driver_kicks, learned, options, status).await;
 }

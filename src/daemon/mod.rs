@@ -32,6 +32,7 @@ use crate::dataplane::driver::DriverStatus;
 use crate::datastore::{etcd::EtcdStore, kube::KubeStore, AnyDatastore};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
+use crate::route_deltas::{self, DeltaSender};
 use crate::startup::{self, StartupOutcome};
 use crate::syncer::{Backoff, Syncer, SyncerContext};
 use dataplane::{DataplaneOptions, KernelMode};
@@ -233,6 +234,8 @@ pub async fn start(
         .route_refresh_interval
         .filter(|interval| !interval.is_zero())
         .unwrap_or(Duration::from_secs(90));
+    // Learned BGP routes go from the speaker straight to the dataplane, as per-prefix deltas.
+    let (route_deltas, learned) = route_deltas::channel();
     let dataplane = dataplane::spawn(
         DataplaneOptions {
             kernel: options.kernel,
@@ -240,6 +243,7 @@ pub async fn start(
             sysctl_root: options.sysctl_root,
             manage_nat: options.manage_nat,
             resync_interval,
+            learned: Some(learned),
         },
         desired,
         config.route_protocol,
@@ -262,6 +266,7 @@ pub async fn start(
         desired: desired_sender,
         computed: computed_sender,
         dataplane,
+        route_deltas,
     };
     let task = tokio::spawn(main.run());
     Ok(DaemonHandle {
@@ -290,6 +295,7 @@ struct Main {
     desired: watch::Sender<Arc<Desired>>,
     computed: watch::Sender<Option<Arc<Computed>>>,
     dataplane: dataplane::DataplaneHandle,
+    route_deltas: DeltaSender,
 }
 
 impl Main {
@@ -409,6 +415,7 @@ impl Main {
             desired: self.desired,
             computed: self.computed,
             speaker: speaker.clone(),
+            route_deltas: self.route_deltas.clone(),
             tunnel_trigger,
             full_desired_published,
             driver_status: self.dataplane.status.clone(),

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, watch, Mutex};
 use crate::bgp::speaker::SpeakerHandle;
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
+use crate::route_deltas::DeltaSender;
 use starling_bgp::config::SpeakerConfig;
-use starling_bgp::kernel::LearnedRoute;
 use starling_calc::compute::{compute, ComputeInput, Computed};
 use starling_calc::spec::{Desired, HostInterface, RouteClass};
 use starling_calc::state::{ClusterState, Kind, Update};
@@ -44,6 +44,8 @@ pub(super) struct StateLoop {
     pub desired: watch::Sender<Arc<Desired>>,
     pub computed: watch::Sender<Option<Arc<Computed>>>,
     pub speaker: Arc<Mutex<Option<SpeakerHandle>>>,
+    /// Where the speaker sends learned-route deltas (the dataplane's end of the channel).
+    pub route_deltas: DeltaSender,
     pub tunnel_trigger: watch::Sender<u64>,
     /// The driver's pass count just before the first desired state with deletions allowed
     /// (datastore in sync) was published; a later converged pass has applied it.
@@ -54,17 +56,8 @@ pub(super) struct StateLoop {
     pub stopping: watch::Receiver<bool>,
 }
 
-/// Waits for a change on an optional receiver; pending forever when there is none.
-async fn changed(receiver: &mut Option<watch::Receiver<Arc<Vec<LearnedRoute>>>>) -> bool {
-    match receiver {
-        Some(receiver) => receiver.changed().await.is_ok(),
-        None => std::future::pending().await,
-    }
-}
-
 impl StateLoop {
     pub async fn run(mut self) {
-        let mut learned: Option<watch::Receiver<Arc<Vec<LearnedRoute>>>> = None;
         let mut last_speaker: Option<SpeakerConfig> = None;
         let mut last_tunnel_inputs: Option<(Vec<IpPool>, CalicoNode)> = None;
         let mut interfaces_alive = true;
@@ -72,7 +65,7 @@ impl StateLoop {
         let mut dirty = true;
         loop {
             if dirty {
-                self.recompute(&mut learned, &mut last_speaker, &mut last_tunnel_inputs)
+                self.recompute(&mut last_speaker, &mut last_tunnel_inputs)
                     .await;
                 dirty = false;
             }
@@ -90,13 +83,6 @@ impl StateLoop {
                 alive = self.host_interfaces.changed(), if interfaces_alive => {
                     interfaces_alive = alive.is_ok();
                     dirty |= alive.is_ok();
-                }
-                alive = changed(&mut learned) => {
-                    if alive {
-                        dirty = true;
-                    } else {
-                        learned = None;
-                    }
                 }
                 _ = ticker.tick() => {}
             }
@@ -121,15 +107,10 @@ impl StateLoop {
 
     async fn recompute(
         &mut self,
-        learned: &mut Option<watch::Receiver<Arc<Vec<LearnedRoute>>>>,
         last_speaker: &mut Option<SpeakerConfig>,
         last_tunnel_inputs: &mut Option<(Vec<IpPool>, CalicoNode)>,
     ) {
         let started = Instant::now();
-        let learned_routes: Arc<Vec<LearnedRoute>> = learned
-            .as_ref()
-            .map(|receiver| receiver.borrow().clone())
-            .unwrap_or_default();
         let interfaces = self.host_interfaces.borrow().clone();
         let computed = compute(&ComputeInput {
             state: &self.state,
@@ -137,7 +118,8 @@ impl StateLoop {
             node_name: &self.node_name,
             registered_node: Some(&self.registered),
             host_interfaces: &interfaces,
-            learned_routes: &learned_routes,
+            // Learned routes bypass this computation (see `route_deltas`).
+            learned_routes: &[],
         });
         self.metrics
             .desired_compute_seconds
@@ -176,11 +158,12 @@ impl StateLoop {
                         // Like calico-node's `bird -R`: start in graceful-restart recovery, so
                         // after a daemon restart peers keep our routes (still in every kernel)
                         // until our End-of-RIB; on a first start the bit costs nothing.
-                        let handle = SpeakerHandle::spawn_restarting(
+                        let handle = SpeakerHandle::spawn_feeding(
                             speaker_config.clone(),
                             self.metrics.clone(),
+                            true,
+                            self.route_deltas.clone(),
                         );
-                        *learned = Some(handle.learned_routes());
                         *speaker = Some(handle);
                     }
                 }

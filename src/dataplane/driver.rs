@@ -4,21 +4,29 @@
 //! Contract: [`run`] owns the kernel connection and the reconciler; it reads the latest
 //! [`Desired`] from a watch channel (intermediate versions may be skipped: only the newest
 //! matters), publishes a [`DriverStatus`] after every pass, and returns when the desired-state
-//! sender is dropped. natOutgoing is re-applied when its sets change or on resync; sysctls and
+//! sender is dropped. Learned BGP routes arrive apart, as per-prefix deltas: the driver holds
+//! the only learned table, writes each changed prefix's route at once (no recomputation, no
+//! kernel dump), and merges the table into the desired routes for full passes. natOutgoing is re-applied when its sets change or on resync; sysctls and
 //! the MTU file are checked every pass and written only when different. All of it happens on
 //! the calling task's thread, so run it on the thread that is in the target namespace.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::kernel::Kernel;
+use super::kernel::{Change, Kernel};
 use super::reconcile::{BackoffPolicy, Reconciler};
 use super::{mtu, nat, sysctl};
-use starling_calc::spec::{Desired, NatSets};
+use crate::route_deltas::DeltaReceiver;
+use starling_bgp::kernel::{DeltaBatch, LearnedRoute};
+use starling_calc::learned::learned_route_spec;
+use starling_calc::spec::{Desired, NatSets, RouteSpec};
 
 #[derive(Debug, Clone)]
 pub struct DriverOptions {
@@ -55,6 +63,62 @@ pub struct DriverStatus {
     pub last_pass_writes: usize,
     pub converged: bool,
     pub last_error: Option<String>,
+    /// Learned BGP routes held (and wanted in the kernel).
+    pub learned_routes: usize,
+    /// Delta batches applied, and the route writes they made.
+    pub learned_batches: u64,
+    pub learned_writes: u64,
+}
+
+/// The desired state with the learned routes added where no cluster route holds the
+/// destination (cluster routes always win, as in the computation).
+fn with_learned(wanted: &Desired, learned: &BTreeMap<IpNet, LearnedRoute>) -> Desired {
+    let mut merged = wanted.clone();
+    for route in learned.values() {
+        if let Some(route) = learned_route_spec(&wanted.learned_rules, route) {
+            merged.routes.entry(route.spec.destination).or_insert(route);
+        }
+    }
+    merged
+}
+
+/// The kernel route a learned route stands for, unless a cluster route holds its destination.
+fn learned_spec(wanted: &Desired, route: Option<&LearnedRoute>) -> Option<RouteSpec> {
+    let route = learned_route_spec(&wanted.learned_rules, route?)?;
+    (!wanted.routes.contains_key(&route.spec.destination)).then_some(route.spec)
+}
+
+/// Updates the learned table and returns the writes the batch needs: one per prefix whose
+/// kernel route changed, none for a change the kernel does not see.
+pub fn learned_changes(
+    wanted: &Desired,
+    table: &mut BTreeMap<IpNet, LearnedRoute>,
+    batch: DeltaBatch,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (prefix, route) in batch.changes {
+        let old = learned_spec(wanted, table.get(&prefix));
+        let new = learned_spec(wanted, route.as_ref());
+        match route {
+            Some(route) => table.insert(prefix, route),
+            None => table.remove(&prefix),
+        };
+        match (old, new) {
+            (old, Some(new)) if old.as_ref() != Some(&new) => {
+                changes.push(Change::ReplaceRoute(new))
+            }
+            (Some(old), None) => changes.push(Change::DeleteRoute(old)),
+            _ => {}
+        }
+    }
+    changes
+}
+
+async fn learned_ready(learned: Option<&DeltaReceiver>) {
+    match learned {
+        Some(receiver) => receiver.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs until `desired` loses its sender.
@@ -62,9 +126,13 @@ pub async fn run<K: Kernel + Send>(
     mut kernel: K,
     mut desired: watch::Receiver<Arc<Desired>>,
     mut kicks: mpsc::Receiver<()>,
+    learned: Option<DeltaReceiver>,
     options: DriverOptions,
     status: watch::Sender<DriverStatus>,
 ) {
+    let mut learned_table: BTreeMap<IpNet, LearnedRoute> = BTreeMap::new();
+    let mut full_pass = true;
+    let mut retry_at: Option<Instant> = None;
     let mut reconciler = Reconciler::new(options.backoff.clone());
     let mut applied_nat: Option<NatSets> = None;
     let mut written_mtu: Option<u32> = None;
@@ -72,14 +140,61 @@ pub async fn run<K: Kernel + Send>(
     let mut current = DriverStatus::default();
     let mut monitor_alive = true;
     loop {
+        if !full_pass {
+            let wake_at = retry_at.map_or(next_resync, |at| at.min(next_resync));
+            tokio::select! {
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    full_pass = true;
+                }
+                kick = kicks.recv(), if monitor_alive => {
+                    if kick.is_some() {
+                        tokio::time::sleep(options.debounce).await;
+                        while kicks.try_recv().is_ok() {}
+                        full_pass = true;
+                    } else {
+                        // Monitor gone: keep working on resync and desired changes only.
+                        monitor_alive = false;
+                    }
+                }
+                () = tokio::time::sleep_until(wake_at) => full_pass = true,
+                () = learned_ready(learned.as_ref()) => {
+                    let Some(receiver) = learned.as_ref() else { continue };
+                    let wanted = desired.borrow().clone();
+                    let changes = learned_changes(&wanted, &mut learned_table, receiver.take());
+                    current.learned_batches += 1;
+                    current.learned_routes = learned_table.len();
+                    if !changes.is_empty() {
+                        let results = kernel.apply(&changes).await;
+                        let failed = results.iter().filter(|result| result.is_err()).count();
+                        current.learned_writes += changes.len() as u64;
+                        current.total_writes += changes.len() as u64;
+                        if failed > 0 {
+                            // The next full pass compares the whole table and retries.
+                            tracing::warn!(failed, "learned route writes failed; retrying in a full pass");
+                            retry_at = Some(Instant::now() + options.backoff.initial);
+                        }
+                    }
+                    status.send_replace(current.clone());
+                }
+            }
+            continue;
+        }
+        full_pass = false;
         let wanted = desired.borrow_and_update().clone();
+        let wanted = if learned_table.is_empty() {
+            wanted
+        } else {
+            Arc::new(with_learned(&wanted, &learned_table))
+        };
         let now = Instant::now();
         let resync = now >= next_resync;
         if resync {
             next_resync = now + options.resync_interval;
             applied_nat = None;
         }
-        let mut retry_at;
         current.passes += 1;
         current.last_error = None;
         match reconciler
@@ -127,24 +242,5 @@ pub async fn run<K: Kernel + Send>(
             }
         }
         status.send_replace(current.clone());
-
-        let wake_at = retry_at.map_or(next_resync, |at| at.min(next_resync));
-        tokio::select! {
-            changed = desired.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            kick = kicks.recv(), if monitor_alive => {
-                if kick.is_some() {
-                    tokio::time::sleep(options.debounce).await;
-                    while kicks.try_recv().is_ok() {}
-                } else {
-                    // Monitor gone: keep working on resync and desired changes only.
-                    monitor_alive = false;
-                }
-            }
-            () = tokio::time::sleep_until(wake_at) => {}
-        }
     }
 }

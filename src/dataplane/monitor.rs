@@ -4,8 +4,9 @@
 //! Contract: subscribes to the link, neighbour and IPv4/IPv6 route multicast groups of the
 //! calling thread's namespace; sends a kick (coalesced: at most one waiting) for every event
 //! that may concern Starling: routes with Starling's, Felix's or BIRD's protocol, permanent or
-//! deleted neighbours, FDB changes, any link change. Our own writes kick it too; the pass that
-//! follows finds nothing to do and makes no write, so this does not loop.
+//! deleted neighbours, FDB changes, any link change. A new route with Starling's own protocol is
+//! the echo of our own write (a learned-route delta writes thousands) and kicks nothing: drift
+//! of our routes shows as their deletion, and the periodic resync catches anything else.
 
 use futures::StreamExt;
 use rtnetlink::packet_core::NetlinkPayload;
@@ -20,7 +21,11 @@ use starling_calc::spec::{BIRD_ROUTE_PROTOCOL, FELIX_ROUTE_PROTOCOL};
 /// Whether an event may concern Starling's objects.
 pub fn is_relevant(message: &RouteNetlinkMessage, route_protocol: u8) -> bool {
     match message {
-        RouteNetlinkMessage::NewRoute(route) | RouteNetlinkMessage::DelRoute(route) => {
+        RouteNetlinkMessage::NewRoute(route) => {
+            let protocol = u8::from(route.header.protocol);
+            protocol == FELIX_ROUTE_PROTOCOL || protocol == BIRD_ROUTE_PROTOCOL
+        }
+        RouteNetlinkMessage::DelRoute(route) => {
             let protocol = u8::from(route.header.protocol);
             protocol == route_protocol
                 || protocol == FELIX_ROUTE_PROTOCOL

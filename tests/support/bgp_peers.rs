@@ -22,6 +22,7 @@ use starling::dataplane::driver::{self, DriverOptions, DriverStatus};
 use starling::dataplane::netlink::NetlinkKernel;
 use starling::metrics::Metrics;
 use starling::netns::{self, NetnsGuard};
+use starling::route_deltas;
 use starling::status::PeerStatus;
 use starling_bgp::config::SpeakerConfig;
 use starling_bgp::peering::{PeerKind, SessionSpec};
@@ -237,9 +238,16 @@ enum Control {
     LearnedCount(std::sync::mpsc::Sender<usize>),
 }
 
+async fn deltas_ready(receiver: Option<&route_deltas::DeltaReceiver>) {
+    match receiver {
+        Some(receiver) => receiver.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The Starling speaker in a namespace, its learned routes programmed into that namespace's
-/// kernel by the dataplane driver (`desired::compute` over the learned routes, then
-/// `driver::run` with the netlink kernel).
+/// kernel by the dataplane driver (`driver::run` with the netlink kernel, fed the speaker's
+/// per-prefix deltas as in the daemon).
 pub struct Starling {
     control: mpsc::UnboundedSender<Control>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -273,27 +281,25 @@ impl Starling {
         let initial = config.clone();
         let thread = std::thread::spawn(move || {
             netns::run_async_in(&namespace, move || async move {
-                let speaker = if restarting {
-                    SpeakerHandle::spawn_restarting(initial, Metrics::new())
-                } else {
-                    SpeakerHandle::spawn(initial, Metrics::new())
-                };
-                let mut learned = speaker.learned_routes();
-                let input = |routes: &[starling_bgp::kernel::LearnedRoute]| {
-                    Arc::new(compute(&DataplaneInput {
-                        config: DataplaneConfig {
-                            ip_forwarding: false,
-                            ipv6_support: true,
-                            ..DataplaneConfig::default()
-                        },
-                        learned_routes: routes.to_vec(),
-                        datastore_in_sync: true,
-                        ..DataplaneInput::default()
-                    }))
-                };
-                let (desired_sender, desired) = watch::channel(input(&[]));
+                // Learned routes reach the driver as per-prefix deltas, as in the daemon.
+                let (deltas_sender, deltas) = route_deltas::channel();
+                let speaker = SpeakerHandle::spawn_feeding(
+                    initial,
+                    Metrics::new(),
+                    restarting,
+                    deltas_sender,
+                );
+                let (desired_sender, desired) = watch::channel(Arc::new(compute(&DataplaneInput {
+                    config: DataplaneConfig {
+                        ip_forwarding: false,
+                        ipv6_support: true,
+                        ..DataplaneConfig::default()
+                    },
+                    datastore_in_sync: true,
+                    ..DataplaneInput::default()
+                })));
                 let (_kick_sender, kicks) = mpsc::channel(1);
-                let (status_sender, _status) = watch::channel(DriverStatus::default());
+                let (status_sender, status) = watch::channel(DriverStatus::default());
                 let kernel = NetlinkKernel::connect().unwrap();
                 let options = DriverOptions {
                     manage_nat: false,
@@ -301,24 +307,33 @@ impl Starling {
                     mtu_file: None,
                     ..DriverOptions::default()
                 };
-                let dataplane = with_dataplane.then(|| {
-                    tokio::spawn(driver::run(kernel, desired, kicks, options, status_sender))
-                });
-                let mut learned_count = 0;
+                // Without the dataplane the deltas are only counted.
+                let (dataplane, counted) = if with_dataplane {
+                    let driver =
+                        driver::run(kernel, desired, kicks, Some(deltas), options, status_sender);
+                    (Some(tokio::spawn(driver)), None)
+                } else {
+                    (None, Some(deltas))
+                };
+                let mut counted_table = BTreeMap::new();
                 loop {
                     tokio::select! {
-                        changed = learned.changed() => {
-                            if changed.is_err() { break; }
-                            let routes = learned.borrow_and_update().clone();
-                            learned_count = routes.len();
-                            if with_dataplane {
-                                desired_sender.send_replace(input(&routes));
+                        () = deltas_ready(counted.as_ref()) => {
+                            if let Some(receiver) = &counted {
+                                receiver.apply_to(&mut counted_table);
                             }
                         }
                         command = commands.recv() => match command {
                             Some(Control::Update(config)) => speaker.update(*config),
                             Some(Control::Status(reply)) => { let _ = reply.send(speaker.status().await); }
-                            Some(Control::LearnedCount(reply)) => { let _ = reply.send(learned_count); }
+                            Some(Control::LearnedCount(reply)) => {
+                                let count = if with_dataplane {
+                                    status.borrow().learned_routes
+                                } else {
+                                    counted_table.len()
+                                };
+                                let _ = reply.send(count);
+                            }
                             Some(Control::Shutdown(graceful)) => {
                                 speaker.shutdown(graceful).await;
                                 break;

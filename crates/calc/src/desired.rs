@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::learned::learned_route_spec;
 use crate::mtu;
 use crate::spec::*;
 use starling_model::{CalicoNode, EncapMode, IpPool, PoolEncapsulation};
@@ -256,30 +257,17 @@ pub fn compute(input: &DataplaneInput) -> Desired {
         }
     }
 
+    local_blocks.sort();
+    let learned_rules = LearnedRouteRules {
+        protocol,
+        local_blocks,
+        ipv6_support: config.ipv6_support,
+        ipip_mtu: devices.contains_key(IPIP_DEVICE).then_some(ipip_mtu),
+    };
     for learned in &input.learned_routes {
-        if matches!(learned.prefix, IpNet::V4(_)) != learned.next_hop.is_ipv4()
-            || (matches!(learned.prefix, IpNet::V6(_)) && !config.ipv6_support)
-            || local_blocks
-                .iter()
-                .any(|block| block.contains(&learned.prefix))
-        {
-            continue;
+        if let Some(route) = learned_route_spec(&learned_rules, learned) {
+            routes.offer(route);
         }
-        let through_tunnel = learned.via_ipip && devices.contains_key(IPIP_DEVICE);
-        routes.offer(DesiredRoute {
-            spec: RouteSpec {
-                destination: learned.prefix.trunc(),
-                route_type: RouteType::Unicast,
-                gateway: Some(learned.next_hop),
-                device: through_tunnel.then(|| IPIP_DEVICE.to_string()),
-                onlink: through_tunnel,
-                scope: RouteScope::Universe,
-                metric: default_metric(&learned.prefix),
-                mtu: through_tunnel.then_some(ipip_mtu),
-                protocol,
-            },
-            class: RouteClass::BgpLearned,
-        });
     }
 
     let mut neighbours = BTreeMap::new();
@@ -400,6 +388,7 @@ pub fn compute(input: &DataplaneInput) -> Desired {
     desired.host_mtu = host_mtu;
     desired.pod_mtu = pod_mtu;
     desired.allow_deletions = input.datastore_in_sync;
+    desired.learned_rules = learned_rules;
     desired
 }
 

@@ -7,11 +7,14 @@
 //!   dataplane input ([`spec::DataplaneInput`]), the desired dataplane ([`desired::Desired`]:
 //!   links, routes, neighbours, NAT, sysctls, MTU) and, with BGP, the speaker's configuration.
 //!   It depends only on its arguments, never on history or on the order of collections.
+//! * [`learned`] turns a learned BGP route into a kernel route under the rules a [`desired::Desired`]
+//!   carries, so learned-route changes reach the kernel without a recomputation.
 //! * [`mtu`] decides host and pod MTUs; [`spec`] holds the plain data types and Starling's fixed
 //!   names and numbers (route protocol, veth and VTEP naming).
 
 pub mod compute;
 pub mod desired;
+pub mod learned;
 pub mod mtu;
 pub mod spec;
 pub mod state;

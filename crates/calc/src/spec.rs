@@ -236,6 +236,8 @@ pub struct Desired {
     pub host_mtu: u32,
     pub pod_mtu: u32,
     pub allow_deletions: bool,
+    /// How the dataplane turns learned BGP routes, which bypass this computation, into routes.
+    pub learned_rules: LearnedRouteRules,
 }
 
 impl Desired {
@@ -258,6 +260,10 @@ impl Desired {
             host_mtu: mtu::DEFAULT_HOST_MTU,
             pod_mtu: mtu::DEFAULT_HOST_MTU,
             allow_deletions: false,
+            learned_rules: LearnedRouteRules {
+                protocol: route_protocol,
+                ..Default::default()
+            },
         }
     }
 
@@ -294,6 +300,26 @@ pub fn default_metric(destination: &IpNet) -> u32 {
     match destination {
         IpNet::V4(_) => 0,
         IpNet::V6(_) => IPV6_DEFAULT_METRIC,
+    }
+}
+
+/// What the kernel form of a learned route depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LearnedRouteRules {
+    pub protocol: u8,
+    /// This node's own blocks, sorted: a learned copy never replaces their routes.
+    pub local_blocks: Vec<IpNet>,
+    pub ipv6_support: bool,
+    /// `tunl0`'s MTU when the node has the device (IPIP pool routes go through it).
+    pub ipip_mtu: Option<u32>,
+}
+
+impl LearnedRouteRules {
+    pub fn inside_local_block(&self, prefix: &IpNet) -> bool {
+        // Sorted blocks: only the last block starting at or before the prefix can hold it
+        // (Calico's blocks never nest).
+        let position = self.local_blocks.partition_point(|block| block <= prefix);
+        position > 0 && self.local_blocks[position - 1].contains(prefix)
     }
 }
 

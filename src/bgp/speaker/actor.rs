@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::learned::LearnedTable;
 use super::{Command, SpeakerConfig};
 use crate::bgp::session::{Connection, ConnectionEvent, ConnectionId, Slot};
 use crate::metrics::Metrics;
+use crate::route_deltas::DeltaSender;
 use starling_bgp::codec::Family;
 use starling_bgp::fsm::{
     DownReason, Fsm, FsmConfig, GracefulRestartConfig, Input, Negotiated, State,
 };
-use starling_bgp::kernel::LearnedRoute;
 use starling_bgp::peering::SessionSpec;
 use starling_bgp::policy::{CalicoRibPolicy, PolicyScope};
 use starling_bgp::rib::{Candidate, PeerConfig, PeerId, Rib, RibConfig};
@@ -84,16 +84,15 @@ pub(super) struct Actor {
     keyed_peers: BTreeSet<IpAddr>,
     originated: BTreeSet<IpNet>,
     learned: LearnedTable,
-    learned_sender: watch::Sender<Arc<Vec<LearnedRoute>>>,
     internal_sender: mpsc::UnboundedSender<Internal>,
     connection_sender: mpsc::UnboundedSender<(ConnectionId, ConnectionEvent)>,
     closing: Vec<Connection>,
-    last_publish: Option<Instant>,
-    publish_pending: Option<Instant>,
+    last_metrics: Option<Instant>,
+    metrics_pending: Option<Instant>,
 }
 
-/// Shortest interval between two publications of learned routes.
-const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// Shortest interval between two refreshes of the per-session route counters.
+const METRICS_INTERVAL: Duration = Duration::from_millis(100);
 
 fn cluster_id(config: &SpeakerConfig) -> Option<std::net::Ipv4Addr> {
     config
@@ -122,7 +121,7 @@ pub(super) async fn run(
     metrics: Metrics,
     restarting: bool,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    learned_sender: watch::Sender<Arc<Vec<LearnedRoute>>>,
+    route_deltas: DeltaSender,
 ) {
     let (internal_sender, mut internal) = mpsc::unbounded_channel();
     let (connection_sender, mut connection_events) = mpsc::unbounded_channel();
@@ -139,13 +138,12 @@ pub(super) async fn run(
         listener_key: None,
         keyed_peers: BTreeSet::new(),
         originated: BTreeSet::new(),
-        learned: LearnedTable::default(),
-        learned_sender,
+        learned: LearnedTable::new(route_deltas),
         internal_sender,
         connection_sender,
         closing: Vec::new(),
-        last_publish: None,
-        publish_pending: None,
+        last_metrics: None,
+        metrics_pending: None,
     };
     actor.configure(initial, true);
     loop {
@@ -175,9 +173,9 @@ pub(super) async fn run(
             _ = sleep => actor.timers(Instant::now()),
         }
         actor.after_event();
-        // Publish once a burst of events has been handled rather than after every UPDATE.
+        // Counters once a burst of events has been handled rather than after every UPDATE.
         if connection_events.is_empty() && internal.is_empty() {
-            actor.publish_learned(Instant::now());
+            actor.refresh_counters(Instant::now());
         }
     }
 }
@@ -418,28 +416,26 @@ impl Actor {
         self.export_all();
     }
 
-    /// Publishes learned routes at most every [`PUBLISH_INTERVAL`]: each publication makes the
-    /// dataplane recompute and reconcile its whole route table, so a table arriving in hundreds
-    /// of UPDATEs is handed over in a few steps instead of hundreds.
-    fn publish_learned(&mut self, now: Instant) {
-        if !self.learned.is_dirty() {
+    /// Refreshes the route counters at most every [`METRICS_INTERVAL`] while routes change
+    /// (learned routes themselves went to the dataplane already, as deltas).
+    fn refresh_counters(&mut self, now: Instant) {
+        if self.metrics_pending.is_none() && !self.learned.take_dirty() {
             return;
         }
-        match self.last_publish {
-            Some(last) if now < last + PUBLISH_INTERVAL => {
-                self.publish_pending = Some(last + PUBLISH_INTERVAL);
+        match self.last_metrics {
+            Some(last) if now < last + METRICS_INTERVAL => {
+                self.metrics_pending = Some(last + METRICS_INTERVAL);
             }
             _ => {
-                self.learned.publish(&self.learned_sender);
-                self.last_publish = Some(now);
-                self.publish_pending = None;
+                self.last_metrics = Some(now);
+                self.metrics_pending = None;
                 self.refresh_metrics();
             }
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let pending = self.publish_pending;
+        let pending = self.metrics_pending;
         self.sessions
             .values()
             .flat_map(|state| {
@@ -455,9 +451,8 @@ impl Actor {
     }
 
     fn timers(&mut self, now: Instant) {
-        if self.publish_pending.is_some_and(|at| at <= now) {
-            self.publish_pending = None;
-            self.publish_learned(now);
+        if self.metrics_pending.is_some_and(|at| at <= now) {
+            self.refresh_counters(now);
         }
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {

@@ -1,71 +1,69 @@
-//! The kernel-facing view of the RIB: best learned routes that Calico's kernel policy accepts,
-//! kept up to date incrementally from the prefixes whose best path changed.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! The kernel-facing view of the RIB: for each prefix whose best path changed, the route
+//! Calico's kernel policy wants (or none), sent to the dataplane as a per-prefix delta. The
+//! speaker keeps no copy of the learned table: the dataplane holds the only one.
 
 use ipnet::IpNet;
-use tokio::sync::watch;
 
+use crate::route_deltas::DeltaSender;
 use starling_bgp::kernel::LearnedRoute;
 use starling_bgp::policy::{CalicoPolicy, KernelDecision};
 use starling_bgp::rib::{Rib, RouteSource};
 
-/// Learned routes for the dataplane, with a dirty flag so bursts publish once.
-#[derive(Debug, Default)]
+/// The kernel route the policy wants for a prefix's best path, if any.
+pub fn kernel_route(rib: &Rib, policy: &CalicoPolicy, prefix: &IpNet) -> Option<LearnedRoute> {
+    let best = rib.best(prefix)?;
+    if !matches!(best.source, RouteSource::Peer(_)) {
+        return None;
+    }
+    let next_hop = best.attributes.next_hop?;
+    match policy.kernel(prefix, Some(next_hop), best.attributes.local_pref) {
+        KernelDecision::Install {
+            via_ipip_tunnel, ..
+        } => Some(LearnedRoute {
+            prefix: *prefix,
+            next_hop,
+            via_ipip: via_ipip_tunnel,
+        }),
+        KernelDecision::Reject => None,
+    }
+}
+
+/// Sends learned-route deltas; `dirty` tells the actor that counters need refreshing.
 pub struct LearnedTable {
-    routes: BTreeMap<IpNet, LearnedRoute>,
+    sender: DeltaSender,
     dirty: bool,
 }
 
 impl LearnedTable {
-    /// Re-evaluates the given prefixes against the RIB's best paths.
-    pub fn refresh(&mut self, rib: &Rib, policy: &CalicoPolicy, prefixes: &[IpNet]) {
-        for prefix in prefixes {
-            let route = rib.best(prefix).and_then(|best| {
-                if !matches!(best.source, RouteSource::Peer(_)) {
-                    return None;
-                }
-                let next_hop = best.attributes.next_hop?;
-                match policy.kernel(prefix, Some(next_hop), best.attributes.local_pref) {
-                    KernelDecision::Install {
-                        via_ipip_tunnel, ..
-                    } => Some(LearnedRoute {
-                        prefix: *prefix,
-                        next_hop,
-                        via_ipip: via_ipip_tunnel,
-                    }),
-                    KernelDecision::Reject => None,
-                }
-            });
-            let changed = match route {
-                Some(route) => self.routes.insert(*prefix, route.clone()).as_ref() != Some(&route),
-                None => self.routes.remove(prefix).is_some(),
-            };
-            self.dirty |= changed;
+    pub fn new(sender: DeltaSender) -> LearnedTable {
+        LearnedTable {
+            sender,
+            dirty: false,
         }
     }
 
-    /// Re-evaluates every best path (after a policy change).
+    /// Sends the current kernel route of each given prefix.
+    pub fn refresh(&mut self, rib: &Rib, policy: &CalicoPolicy, prefixes: &[IpNet]) {
+        if prefixes.is_empty() {
+            return;
+        }
+        self.sender.send(
+            prefixes
+                .iter()
+                .map(|prefix| (*prefix, kernel_route(rib, policy, prefix))),
+        );
+        self.dirty = true;
+    }
+
+    /// Re-sends every best path (after a policy change that can affect any prefix).
     pub fn refresh_all(&mut self, rib: &Rib, policy: &CalicoPolicy) {
-        let mut prefixes: Vec<IpNet> = rib.best_routes().map(|(prefix, _)| *prefix).collect();
-        prefixes.extend(self.routes.keys().copied());
-        prefixes.sort();
-        prefixes.dedup();
+        let prefixes: Vec<IpNet> = rib.best_routes().map(|(prefix, _)| *prefix).collect();
         self.refresh(rib, policy, &prefixes);
     }
 
-    /// Whether the table changed since the last publication.
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
-    /// Publishes the table when it changed since the last publication.
-    pub fn publish(&mut self, sender: &watch::Sender<Arc<Vec<LearnedRoute>>>) {
-        if self.dirty {
-            self.dirty = false;
-            sender.send_replace(Arc::new(self.routes.values().cloned().collect()));
-        }
+    /// Whether anything was sent since the last call; clears the flag.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
     }
 }
 
@@ -122,33 +120,35 @@ mod tests {
     }
 
     #[test]
-    fn publishes_accepted_learned_routes_once_per_change() {
+    fn sends_the_kernel_route_of_each_changed_prefix() {
         let rib = rib_with_route("10.244.3.0/26");
         let policy = CalicoPolicy::default();
-        let mut table = LearnedTable::default();
-        let (sender, mut receiver) = watch::channel(Arc::new(Vec::new()));
+        let (sender, receiver) = crate::route_deltas::channel();
+        let mut table = LearnedTable::new(sender);
+        let prefix: IpNet = "10.244.3.0/26".parse().unwrap();
         table.refresh_all(&rib, &policy);
-        table.publish(&sender);
+        assert!(table.take_dirty());
         assert_eq!(
-            **receiver.borrow_and_update(),
-            vec![LearnedRoute {
-                prefix: "10.244.3.0/26".parse().unwrap(),
-                next_hop: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-                via_ipip: false,
-            }]
+            receiver.take().changes,
+            vec![(
+                prefix,
+                Some(LearnedRoute {
+                    prefix,
+                    next_hop: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                    via_ipip: false,
+                })
+            )]
         );
-        // Nothing changed: no new publication.
-        table.refresh_all(&rib, &policy);
-        assert!(!receiver.has_changed().unwrap());
-        table.publish(&sender);
-        assert!(!receiver.has_changed().unwrap());
-        // A policy that rejects the prefix removes it.
+        // Nothing to send for no prefixes.
+        table.refresh(&rib, &policy, &[]);
+        assert!(!table.take_dirty());
+        assert!(receiver.take().changes.is_empty());
+        // A policy that rejects the prefix sends its removal.
         let rejecting = CalicoPolicy {
             reject_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
             ..CalicoPolicy::default()
         };
-        table.refresh_all(&rib, &rejecting);
-        table.publish(&sender);
-        assert!(receiver.borrow().is_empty());
+        table.refresh(&rib, &rejecting, &[prefix]);
+        assert_eq!(receiver.take().changes, vec![(prefix, None)]);
     }
 }
