@@ -16,6 +16,8 @@ use starling::lab::{self, pods, topology, LabOptions, LabState, Mode, UpArgs};
 
 #[path = "lab_e2e/guest_kernel.rs"]
 mod guest_kernel;
+#[path = "lab_e2e/ipam_check.rs"]
+mod ipam_check;
 #[path = "lab_e2e/ipip.rs"]
 mod ipip;
 #[path = "support/requirements.rs"]

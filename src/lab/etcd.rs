@@ -84,6 +84,20 @@ pub fn get(names: &LabNames, endpoints: &str, key: &str) -> Result<Option<serde_
         .transpose()
 }
 
+/// Deletes one key from inside the bridge namespace (what an operator's `etcdctl del` does);
+/// true when it existed.
+pub fn delete(names: &LabNames, endpoints: &str, key: &str) -> Result<bool> {
+    let endpoints: Vec<String> = endpoints.split(',').map(str::to_string).collect();
+    let key = key.to_string();
+    let deleted = crate::netns::run_async_in(&names.bridge_ns(), || async move {
+        let mut client = etcd_client::Client::connect(endpoints, None).await?;
+        let response = client.delete(key, None).await?;
+        Ok::<_, etcd_client::Error>(response.deleted() > 0)
+    })?
+    .context("deleting from the lab's etcd")?;
+    Ok(deleted)
+}
+
 /// Waits until etcd answers a request from inside the bridge namespace.
 pub fn wait_ready(names: &LabNames, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;

@@ -332,6 +332,31 @@ pub fn ping(options: &LabOptions) -> Result<ping::PingMatrix> {
     Ok(ping::matrix(&state.pods))
 }
 
+/// `starling ipam check` against the lab's etcd, run inside the bridge namespace (where etcd
+/// listens): the report and whether it found no problem.
+pub fn ipam_check(options: &LabOptions) -> Result<(String, bool)> {
+    let names = options.names()?;
+    let state = LabState::load(&options.state_dir())?;
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &names.bridge_ns()])
+        .arg(&state.binary)
+        .args(["ipam", "check"])
+        .env("DATASTORE_TYPE", "etcdv3")
+        .env("ETCD_ENDPOINTS", &state.etcd_endpoints)
+        .output()
+        .context("running starling ipam check")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !report.contains("Check complete") {
+        bail!(
+            "starling ipam check gave no report: {}{}",
+            report,
+            stderr.trim()
+        );
+    }
+    Ok((report, output.status.success()))
+}
+
 /// `lab down`: stops everything the lab started and removes every namespace it made.
 pub fn down(options: &LabOptions) -> Result<()> {
     require_root()?;
