@@ -20,6 +20,8 @@ mod guest_kernel;
 mod ipam_check;
 #[path = "lab_e2e/ipip.rs"]
 mod ipip;
+#[path = "lab_e2e/no_flap.rs"]
+mod no_flap;
 #[path = "support/requirements.rs"]
 mod requirements;
 #[path = "support/vm.rs"]
