@@ -1,10 +1,13 @@
-# Multi-stage build of the starling image. No container engine runs on the development machines,
-# so this file is checked only by review and by `hadolint`-style reading; see README "Deployment".
+# Multi-stage build of the starling image on a machine that reaches a container registry. CI has
+# none, so `scripts/image.sh` builds the same runtime layers there (a Debian slim root with
+# nftables and ca-certificates made by mmdebstrap, then the binary) and runs them with runc;
+# tests/dockerfile.rs keeps the two in step. See README "Deployment".
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
 COPY deploy ./deploy
 RUN cargo build --release --locked --bin starling

@@ -178,11 +178,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
     let host = if host.is_empty() { "0.0.0.0" } else { host };
-    tokio::net::lookup_host((host, port))
+    let addresses = tokio::net::lookup_host((host, port))
         .await
-        .with_context(|| format!("resolving {host}:{port}"))?
-        .next()
-        .with_context(|| format!("{host} has no address"))
+        .with_context(|| format!("resolving {host}:{port}"))?;
+    listen_address(addresses).with_context(|| format!("{host} has no address"))
+}
+
+/// The address to listen on among a name's addresses: the first IPv4 one, as Felix (Go's
+/// `net.Listen`) picks, so the default `localhost` means 127.0.0.1 even where the resolver lists
+/// ::1 first; the first address when there is no IPv4 one.
+fn listen_address(addresses: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let mut first = None;
+    for address in addresses {
+        if address.is_ipv4() {
+            return Some(address);
+        }
+        first = first.or(Some(address));
+    }
+    first
 }
 
 /// Starts the daemon on the current runtime and returns once its servers are bound.
@@ -523,5 +536,27 @@ async fn clear_network_unavailable(health: HealthRegistry, store: AnyDatastore, 
     match startup::set_network_unavailable(&store, &node_name, false).await {
         Ok(()) => tracing::info!("node is ready: NetworkUnavailable cleared"),
         Err(error) => tracing::warn!(%error, "could not clear NetworkUnavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_address;
+    use std::net::SocketAddr;
+
+    fn addresses(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn listen_address_prefers_ipv4_like_felix() {
+        let both = addresses(&["[::1]:9099", "127.0.0.1:9099"]);
+        assert_eq!(
+            listen_address(both),
+            Some("127.0.0.1:9099".parse().unwrap())
+        );
+        let v6 = addresses(&["[::1]:9099", "[fe80::1]:9099"]);
+        assert_eq!(listen_address(v6), Some("[::1]:9099".parse().unwrap()));
+        assert_eq!(listen_address(Vec::new()), None);
     }
 }
