@@ -1,7 +1,7 @@
-//! `starling run` as a process: configuration from the environment, health answering while
-//! start-up is not done, and a clean exit 0 on SIGTERM. The binary programs the kernel, so it
-//! runs inside a test network namespace (with the Kubernetes API test server beside it).
-//! Needs root; skipped otherwise.
+//! `starling run` as a process: configuration from the environment, health answering (not ready)
+//! while start-up cannot finish, ready once it has, and a clean exit 0 on SIGTERM. The binary
+//! programs the kernel, so it runs inside a test network namespace (with the Kubernetes API test
+//! server beside it). Needs root; skipped otherwise.
 
 #[path = "support/kube_api.rs"]
 mod kube_api;
@@ -29,6 +29,12 @@ fn run_answers_health_and_exits_cleanly_on_sigterm() {
     let name = starling::netns::unique_name("sb");
     let _guard = starling::netns::create(&name).unwrap();
     netns_test::ip(&name, "link set lo up");
+    // The interface start-up autodetects (first-found); a veth pair with both ends in the
+    // namespace makes eth0 oper-up (this kernel has no dummy module).
+    netns_test::ip(&name, "link add eth0 type veth peer name eth0-peer");
+    netns_test::ip(&name, "addr add 10.0.0.1/24 dev eth0");
+    netns_test::ip(&name, "link set eth0 up");
+    netns_test::ip(&name, "link set eth0-peer up");
     starling::netns::run_async_in(&name, move || async move {
         let server = KubeApiServer::start().await;
         let kubeconfig = server.write_kubeconfig();
@@ -37,6 +43,8 @@ fn run_answers_health_and_exits_cleanly_on_sigterm() {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_starling"))
             .arg("run")
             .env_clear()
+            // The daemon runs nft (natOutgoing), as it finds it in a container's PATH.
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATASTORE_TYPE", "kubernetes")
             .env("KUBECONFIG", kubeconfig.path())
             .env("NODENAME", "node-a")
@@ -60,16 +68,41 @@ fn run_answers_health_and_exits_cleanly_on_sigterm() {
         .await;
         let (live, _) = http_get(address, "/liveness").await;
         assert_eq!(live, 200);
-        // Start-up is not finished (in this tree it is provided separately), so not ready.
+        // Kubernetes has no Node "node-a" yet, so start-up cannot register it and keeps
+        // retrying: live, not ready, and the startup reporter says why.
         let (ready, body) = http_get(address, "/readiness").await;
         assert_eq!(ready, 503, "{body}");
         assert!(body.contains("startup"), "{body}");
 
+        // With the Node there, start-up finishes and the daemon becomes ready.
+        server.put_object("v1", "nodes", k8s_node("node-a", &[]));
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let (ready, body) = http_get(address, "/readiness").await;
+            if ready == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready {DEADLINE:?} after the Node appeared: {ready} {body}"
+            );
+            // Poll interval while start-up retries with backoff (not a synchronisation sleep).
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Start-up registered the node with the autodetected address.
+        let node = server
+            .get_object("v1", "nodes", None, "node-a")
+            .expect("the Node");
+        assert_eq!(
+            node["metadata"]["annotations"]["projectcalico.org/IPv4Address"], "10.0.0.1/24",
+            "{node}"
+        );
+
         let pid = child.id().unwrap() as libc::pid_t;
-        // Informational: resident size of the process waiting in start-up.
+        // Informational: resident size of the running daemon.
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             if let Some(line) = status.lines().find(|line| line.starts_with("VmRSS")) {
-                println!("starling run (waiting for start-up): {line}");
+                println!("starling run (ready): {line}");
             }
         }
         // SAFETY: kill(2) on our own child's pid has no memory-safety requirements.

@@ -56,7 +56,7 @@ impl Default for DriverOptions {
 }
 
 /// Published after every pass.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct DriverStatus {
     pub passes: u64,
     pub total_writes: u64,
@@ -68,6 +68,30 @@ pub struct DriverStatus {
     /// Delta batches applied, and the route writes they made.
     pub learned_batches: u64,
     pub learned_writes: u64,
+    /// The desired state (as published, before learned routes are merged in) that the last
+    /// full pass worked on, so a caller can tell that a state it published has been applied
+    /// rather than wait for a pass that may never come.
+    pub applied: Option<Arc<Desired>>,
+}
+
+impl std::fmt::Debug for DriverStatus {
+    // The applied state is summarised: printed whole it buries the counters.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverStatus")
+            .field("passes", &self.passes)
+            .field("total_writes", &self.total_writes)
+            .field("last_pass_writes", &self.last_pass_writes)
+            .field("converged", &self.converged)
+            .field("last_error", &self.last_error)
+            .field("learned_routes", &self.learned_routes)
+            .field("learned_batches", &self.learned_batches)
+            .field("learned_writes", &self.learned_writes)
+            .field(
+                "applied_routes",
+                &self.applied.as_ref().map(|desired| desired.routes.len()),
+            )
+            .finish()
+    }
 }
 
 /// The desired state with the learned routes added where no cluster route holds the
@@ -183,11 +207,11 @@ pub async fn run<K: Kernel + Send>(
             continue;
         }
         full_pass = false;
-        let wanted = desired.borrow_and_update().clone();
+        let published = desired.borrow_and_update().clone();
         let wanted = if learned_table.is_empty() {
-            wanted
+            published.clone()
         } else {
-            Arc::new(with_learned(&wanted, &learned_table))
+            Arc::new(with_learned(&published, &learned_table))
         };
         let now = Instant::now();
         let resync = now >= next_resync;
@@ -197,6 +221,7 @@ pub async fn run<K: Kernel + Send>(
         }
         current.passes += 1;
         current.last_error = None;
+        current.applied = Some(published);
         match reconciler
             .reconcile(&mut kernel, &wanted, now.into_std())
             .await

@@ -180,7 +180,8 @@ pub fn k8s_node(name: &str, annotations: &[(&str, &str)]) -> Value {
 }
 
 /// The driver status once the first full desired state is applied (the dataplane reporter is
-/// ready) and the last pass converged: later writes are caused by later changes.
+/// ready) and a converged pass has applied the latest computed state: later writes are caused
+/// by later changes.
 pub async fn settled_status(handle: &DaemonHandle) -> starling::dataplane::driver::DriverStatus {
     let health = handle.health.clone();
     eventually("the first full dataplane apply", || {
@@ -194,11 +195,29 @@ pub async fn settled_status(handle: &DaemonHandle) -> starling::dataplane::drive
         }
     })
     .await;
-    let mut status = handle.driver_status.clone();
-    let settled = tokio::time::timeout(DEADLINE, status.wait_for(|s| s.converged))
-        .await
-        .expect("the driver converges")
-        .expect("the driver is running")
-        .clone();
-    settled
+    applied_status(handle).await
+}
+
+/// The driver status once a converged pass has applied the desired state of the latest
+/// computation. A state equal to one already applied needs no new pass, so this waits for the
+/// state itself, never for "one more pass" (which may not come).
+pub async fn applied_status(handle: &DaemonHandle) -> starling::dataplane::driver::DriverStatus {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let latest = handle
+            .computed
+            .borrow()
+            .as_ref()
+            .map(|computed| computed.desired.clone());
+        let status = handle.driver_status.borrow().clone();
+        if status.converged && latest.is_some() && status.applied.as_deref() == latest.as_ref() {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the driver did not apply the latest desired state within {DEADLINE:?}: {status:?}"
+        );
+        // Poll interval between looks at the two watches (not a synchronisation sleep).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
