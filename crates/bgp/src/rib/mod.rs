@@ -485,7 +485,14 @@ impl Rib {
                 .find(|existing| existing.source == candidate.source)
             {
                 Some(existing) => *existing = candidate,
-                None => candidates.push(candidate),
+                None => {
+                    // Most prefixes have one or two paths: grow one at a time instead of to
+                    // the default four (a spare candidate costs more than the rest of a route).
+                    if candidates.len() == candidates.capacity() && candidates.len() < 4 {
+                        candidates.reserve_exact(1);
+                    }
+                    candidates.push(candidate)
+                }
             }
             true
         })
