@@ -414,3 +414,48 @@ async fn configuration_updates_never_cease_a_session() {
     // A graceful shutdown closes without a Cease.
     assert!(kept.receive().await.is_none(), "expected a plain close");
 }
+
+/// A speaker that does not keep up stops reading: the peer's writes block on TCP's window
+/// instead of piling up in the speaker's memory.
+#[tokio::test]
+async fn a_full_inbound_queue_stops_reading_the_socket() {
+    use starling::bgp::session::{spawn_connection, ConnectionEvent};
+    use starling_bgp::fsm::ConnectionOrigin;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let peer = tokio::spawn(async move { TcpStream::connect(address).await.unwrap() });
+    let (ours, _) = listener.accept().await.unwrap();
+    let mut peer = peer.await.unwrap();
+    // Room for 4 frames; nobody takes them.
+    let (events, mut waiting) = tokio::sync::mpsc::channel(4);
+    let _connection = spawn_connection(ours, 1, ConnectionOrigin::Remote, events).unwrap();
+
+    // 4 KiB frames (a valid header; the body is never decoded here).
+    let mut frame = vec![0xffu8; 16];
+    frame.extend_from_slice(&4096u16.to_be_bytes());
+    frame.push(2);
+    frame.resize(4096, 0);
+    let burst: Vec<u8> = frame.repeat(256);
+    let mut written = 0usize;
+    let blocked = tokio::time::timeout(Duration::from_secs(3), async {
+        // 256 MiB is far more than loopback's socket buffers hold.
+        while written < 256 << 20 {
+            peer.write_all(&burst).await.unwrap();
+            written += burst.len();
+        }
+    })
+    .await
+    .is_err();
+    assert!(
+        blocked,
+        "the peer wrote {written} bytes without the speaker taking a frame"
+    );
+    // What waits is the bounded queue, not the peer's whole stream.
+    let mut queued = 0;
+    while let Ok((_, event)) = waiting.try_recv() {
+        assert!(matches!(event, ConnectionEvent::Frame(_)));
+        queued += 1;
+    }
+    assert_eq!(queued, 4);
+}

@@ -36,6 +36,14 @@ pub enum ConnectionEvent {
 /// Identifies a connection in the speaker's events.
 pub type ConnectionId = u64;
 
+/// Frames and events of every connection towards the speaker's actor, bounded: when the actor
+/// is behind, readers wait, stop reading their sockets, and TCP's window holds the peers back
+/// instead of an unbounded buffer in the speaker.
+pub type EventSender = mpsc::Sender<(ConnectionId, ConnectionEvent)>;
+
+/// How many frames may wait for the actor, across all connections.
+pub const INBOUND_EVENTS: usize = 1024;
+
 /// A live connection: dropping it closes the socket after the queued bytes are written.
 #[derive(Debug)]
 pub struct Connection {
@@ -76,7 +84,7 @@ pub fn spawn_connection(
     stream: TcpStream,
     id: ConnectionId,
     origin: ConnectionOrigin,
-    events: mpsc::UnboundedSender<(ConnectionId, ConnectionEvent)>,
+    events: EventSender,
 ) -> std::io::Result<Connection> {
     let local_address = stream.local_addr()?;
     let _ = stream.set_nodelay(true);
@@ -97,25 +105,34 @@ pub fn spawn_connection(
                 match codec::frame_length(&buffer) {
                     Ok(Some(length)) if buffer.len() >= length => {
                         let frame = buffer.split_to(length).to_vec();
-                        if events.send((id, ConnectionEvent::Frame(frame))).is_err() {
+                        if events
+                            .send((id, ConnectionEvent::Frame(frame)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
                     Ok(_) => break,
                     Err(error) => {
-                        let _ = events.send((id, ConnectionEvent::FramingError(error)));
+                        let _ = events
+                            .send((id, ConnectionEvent::FramingError(error)))
+                            .await;
                         return;
                     }
                 }
             }
             match read_half.read_buf(&mut buffer).await {
                 Ok(0) => {
-                    let _ = events.send((id, ConnectionEvent::Closed("closed by peer".into())));
+                    let closed = ConnectionEvent::Closed("closed by peer".into());
+                    let _ = events.send((id, closed)).await;
                     return;
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    let _ = events.send((id, ConnectionEvent::Closed(error.to_string())));
+                    let _ = events
+                        .send((id, ConnectionEvent::Closed(error.to_string())))
+                        .await;
                     return;
                 }
             }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::learned::LearnedTable;
 use super::{Command, SpeakerConfig};
-use crate::bgp::session::{Connection, ConnectionEvent, ConnectionId, Slot};
+use crate::bgp::session::{Connection, ConnectionId, EventSender, Slot, INBOUND_EVENTS};
 use crate::metrics::Metrics;
 use crate::route_deltas::DeltaSender;
 use starling_bgp::codec::Family;
@@ -85,7 +85,7 @@ pub(super) struct Actor {
     originated: BTreeSet<IpNet>,
     learned: LearnedTable,
     internal_sender: mpsc::UnboundedSender<Internal>,
-    connection_sender: mpsc::UnboundedSender<(ConnectionId, ConnectionEvent)>,
+    connection_sender: EventSender,
     closing: Vec<Connection>,
     last_metrics: Option<Instant>,
     metrics_pending: Option<Instant>,
@@ -124,7 +124,7 @@ pub(super) async fn run(
     route_deltas: DeltaSender,
 ) {
     let (internal_sender, mut internal) = mpsc::unbounded_channel();
-    let (connection_sender, mut connection_events) = mpsc::unbounded_channel();
+    let (connection_sender, mut connection_events) = mpsc::channel(INBOUND_EVENTS);
     let mut actor = Actor {
         rib: Rib::new(rib_config(&initial)),
         config: initial.clone(),
