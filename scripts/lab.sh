@@ -12,18 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-missing=()
-command -v etcd >/dev/null || missing+=(etcd-server)
-command -v ip >/dev/null || missing+=(iproute2)
-command -v ping >/dev/null || missing+=(iputils-ping)
-command -v nft >/dev/null || missing+=(nftables)
-command -v protoc >/dev/null || missing+=(protobuf-compiler)
-[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# What the build and the lab need (scripts/deps.sh lists it; nothing is installed when it is all
+# there).
+scripts/deps.sh install build lab
 
 # The dev profile, not --release: a clean build takes about a third of the release build's time on
 # 2 cores (thin LTO and opt-level 3 are most of it), the lab's control plane does not need the
