@@ -29,6 +29,7 @@ pub struct Metrics {
     pub bgp_updates_received_total: IntCounterVec,
     pub bgp_updates_sent_total: IntCounterVec,
     pub bgp_notifications_total: IntCounterVec,
+    pub bgp_import_limit_reached_total: IntCounterVec,
     pub ipam_blocks: IntGaugeVec,
     pub ipam_addresses_in_use: IntGaugeVec,
     pub ipam_pool_size: GaugeVec,
@@ -164,6 +165,11 @@ impl Metrics {
                 "starling_bgp_notifications_total",
                 "NOTIFICATION messages, by peer and direction",
                 &["peer", "direction"],
+            ),
+            bgp_import_limit_reached_total: counter_vec(
+                "starling_bgp_import_limit_reached_total",
+                "Times a peer passed its import limit (starling.io/import-limit), by peer",
+                &["peer"],
             ),
             ipam_blocks: int_gauge_vec(
                 "starling_ipam_blocks",

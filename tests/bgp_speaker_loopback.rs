@@ -51,6 +51,7 @@ fn config(port: u16) -> SpeakerConfig {
         route_reflector_client_cluster_id: None,
         peer_is_calico_node: false,
         num_allowed_local_as_numbers: None,
+        import_limit: None,
     };
     let block: IpNet = "10.244.1.0/26".parse().unwrap();
     SpeakerConfig {
@@ -458,4 +459,81 @@ async fn a_full_inbound_queue_stops_reading_the_socket() {
         queued += 1;
     }
     assert_eq!(queued, 4);
+}
+
+#[tokio::test]
+async fn a_peer_past_its_import_limit_gets_a_cease_and_stays_disabled() {
+    let port = free_port();
+    let mut limited = config(port);
+    for spec in limited.sessions.values_mut() {
+        spec.import_limit = Some(starling_model::bgp::ImportLimit {
+            limit: 2,
+            action: starling_model::bgp::LimitAction::Disable,
+        });
+    }
+    let metrics = Metrics::new();
+    let speaker = SpeakerHandle::spawn(limited, metrics.clone());
+    let mut listening = false;
+    for _ in 0..50 {
+        if Peer::connect(port, Ipv4Addr::new(127, 0, 0, 3))
+            .await
+            .is_ok()
+        {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listening, "speaker never listened");
+    let mut peer = Peer::establish(port).await;
+    let attributes = PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::default()),
+        local_pref: Some(100),
+        ..PathAttributes::default()
+    };
+    let prefixes: Vec<IpNet> = ["10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+    for bytes in starling_bgp::codec::pack_announcements(
+        Family::IPV4_UNICAST,
+        NextHop::V4(Ipv4Addr::new(127, 0, 0, 9)),
+        &attributes,
+        &prefixes,
+        &CodecOptions::FOUR_OCTET,
+    )
+    .unwrap()
+    {
+        peer.stream.write_all(&bytes).await.unwrap();
+    }
+    let notification = peer.expect(|m| matches!(m, Message::Notification(_))).await;
+    // Cease / Maximum Number of Prefixes Reached: AFI 1, SAFI 1, limit 2 (RFC 4486).
+    assert_eq!(
+        notification,
+        Message::Notification(Notification::new(6, 1, vec![0, 1, 1, 0, 0, 0, 2]))
+    );
+    assert!(peer.receive().await.is_none(), "the session closed");
+    assert_eq!(
+        metrics
+            .bgp_import_limit_reached_total
+            .with_label_values(&["Global_127_0_0_1"])
+            .get(),
+        1
+    );
+    // Disabled: a new connection gets no OPEN, only a close.
+    let mut again = Peer::connect(port, PEER).await.unwrap();
+    let open = Open::new(AsNumber(AS), 90, Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    let _ = tokio::io::AsyncWriteExt::write_all(
+        &mut again.stream,
+        &Message::Open(open)
+            .encode(&CodecOptions::FOUR_OCTET)
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        again.receive().await.is_none(),
+        "a disabled session answered a new connection"
+    );
+    speaker.shutdown(false).await;
 }

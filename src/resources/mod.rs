@@ -12,7 +12,9 @@ pub mod ipam;
 pub mod meta;
 pub mod node;
 
-use starling_model::validate::bgp::{validate_bgp_configuration_layer, validate_bgp_peer};
+use starling_model::validate::bgp::{
+    import_limit_from_annotations, validate_bgp_configuration_layer, validate_bgp_peer,
+};
 use starling_model::validate::felix::validate_felix_configuration;
 use starling_model::validate::ippool::validate_ip_pool;
 use starling_model::validate::reservation::validate_ip_reservation;
@@ -80,7 +82,12 @@ impl FromResource<BGPConfiguration> for BgpConfigLayer {
 
 impl FromResource<BGPPeer> for BgpPeer {
     fn from_resource(peer: &BGPPeer) -> Result<BgpPeer, ValidationError> {
-        validate_bgp_peer(name_of(&peer.metadata), &peer.spec)
+        let name = name_of(&peer.metadata);
+        let mut validated = validate_bgp_peer(name, &peer.spec)?;
+        if let Some(annotations) = &peer.metadata.annotations {
+            validated.import_limit = import_limit_from_annotations(name, annotations)?;
+        }
+        Ok(validated)
     }
 }
 

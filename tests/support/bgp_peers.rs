@@ -426,6 +426,7 @@ pub fn session(peer: Ipv4Addr, peer_as: u32, local_as: u32, source: Ipv4Addr) ->
         route_reflector_client_cluster_id: None,
         peer_is_calico_node: false,
         num_allowed_local_as_numbers: None,
+        import_limit: None,
     }
 }
 

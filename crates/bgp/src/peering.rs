@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use starling_model::bgp::{PeerScope, SecretKeyRef};
+use starling_model::bgp::{ImportLimit, PeerScope, SecretKeyRef};
 use starling_model::{AsNumber, BgpConfig, BgpPeer, CalicoNode, NextHopMode, PeerTarget};
 
 /// Which rule produced a session; shown by `node status` as the PEER TYPE column.
@@ -70,6 +70,8 @@ pub struct SessionSpec {
     /// The peer is a Calico node (by address).
     pub peer_is_calico_node: bool,
     pub num_allowed_local_as_numbers: Option<u32>,
+    /// The peer's import limit (explicit BGPPeers only; mesh sessions have none).
+    pub import_limit: Option<ImportLimit>,
 }
 
 impl SessionSpec {
@@ -158,6 +160,7 @@ impl<'a> Builder<'a> {
             Some(ours) if peer_as == local_as && peer_cluster_id != Some(ours) => Some(ours),
             _ => None,
         };
+        let import_limit = template.and_then(|p| p.import_limit);
         let (password, keepalive, restart, ttl, source_node_ip, next_hop, allow_local_as) =
             match template {
                 Some(p) => (
@@ -200,6 +203,7 @@ impl<'a> Builder<'a> {
             route_reflector_client_cluster_id: rr_client,
             peer_is_calico_node: calico_node.is_some(),
             num_allowed_local_as_numbers: allow_local_as,
+            import_limit,
         });
     }
 
@@ -373,6 +377,7 @@ mod tests {
             reverse_peering_manual: false,
             reachable_by: None,
             filters: Vec::new(),
+            import_limit: None,
         }
     }
 

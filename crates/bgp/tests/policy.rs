@@ -500,3 +500,38 @@ fn prefixes_refused_on_import_count_as_received_not_accepted() {
     assert_eq!(rib.received_count(peer), 1);
     assert_eq!(rib.accepted_count(peer), 1);
 }
+
+#[test]
+fn an_import_block_refuses_new_prefixes_past_the_limit_but_keeps_updates() {
+    let (mut rib, peer) = rib_exporting(64512, &[]);
+    rib.set_import_block(peer, Some(2));
+    let announce = |prefixes: &[&str], next_hop: [u8; 4]| starling_bgp::codec::Update {
+        attributes: starling_bgp::codec::PathAttributes {
+            origin: Some(starling_bgp::codec::Origin::Igp),
+            as_path: Some(starling_bgp::codec::AsPath::default()),
+            next_hop: Some(Ipv4Addr::from(next_hop)),
+            ..Default::default()
+        },
+        nlri: prefixes.iter().map(|text| text.parse().unwrap()).collect(),
+        ..Default::default()
+    };
+    let accept = |_: &PeerConfig, _: &IpNet, _: &mut std::borrow::Cow<'_, RouteAttributes>| true;
+    rib.apply_update(
+        peer,
+        &announce(
+            &["10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"],
+            [172, 16, 0, 2],
+        ),
+        &accept,
+    );
+    assert_eq!(rib.accepted_count(peer), 2);
+    assert_eq!(rib.received_count(peer), 3);
+    assert!(rib.best(&net("10.9.2.0/24")).is_none());
+    // A known prefix may still change.
+    rib.apply_update(peer, &announce(&["10.9.0.0/24"], [172, 16, 0, 3]), &accept);
+    let best = rib.best(&net("10.9.0.0/24")).unwrap();
+    assert_eq!(
+        best.attributes.next_hop,
+        Some(IpAddr::V4(Ipv4Addr::new(172, 16, 0, 3)))
+    );
+}

@@ -148,6 +148,33 @@ pub enum NextHopMode {
     Keep,
 }
 
+/// What happens when a peer sends more prefixes than its import limit (BIRD's `import limit`
+/// actions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitAction {
+    /// Log and count; keep everything.
+    Warn,
+    /// Refuse prefixes beyond the limit; keep the session.
+    Block,
+    /// Cease (Maximum Number of Prefixes Reached) and reconnect.
+    Restart,
+    /// Cease and stay down until the configuration changes (BIRD's default).
+    #[default]
+    Disable,
+}
+
+/// A per-peer limit on accepted prefixes (Starling annotations on a BGPPeer, default off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimit {
+    pub limit: u32,
+    pub action: LimitAction,
+}
+
+/// Annotation holding a BGPPeer's import limit (a prefix count).
+pub const IMPORT_LIMIT_ANNOTATION: &str = "starling.io/import-limit";
+/// Annotation choosing the action: `disable` (default), `restart`, `block` or `warn`.
+pub const IMPORT_LIMIT_ACTION_ANNOTATION: &str = "starling.io/import-limit-action";
+
 /// A validated BGPPeer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BgpPeer {
@@ -168,4 +195,6 @@ pub struct BgpPeer {
     pub reverse_peering_manual: bool,
     pub reachable_by: Option<IpAddr>,
     pub filters: Vec<String>,
+    /// From the Starling annotations ([`IMPORT_LIMIT_ANNOTATION`]); `None` is no limit.
+    pub import_limit: Option<ImportLimit>,
 }

@@ -56,6 +56,10 @@ struct SessionState {
     /// When the stale routes of a gracefully restarting peer are swept.
     stale_deadline: Option<Instant>,
     malformed_logged: bool,
+    /// The import limit was passed and reported (once per episode).
+    limit_reported: bool,
+    /// Down for passing its import limit (`disable`): no connection until the config changes.
+    disabled_by_limit: bool,
 }
 
 struct Listener {
@@ -353,10 +357,17 @@ impl Actor {
         for slot in std::iter::once(&mut state.primary).chain(state.secondary.as_mut()) {
             slot.fsm.reconfigure(fsm_config.clone());
         }
+        let was_disabled = std::mem::take(&mut state.disabled_by_limit);
+        state.limit_reported = false;
         if peer_config != old_peer_config {
             self.rib.add_peer(peer_id, peer_config);
         }
+        self.apply_import_block(name);
         tracing::info!(session = %name, reconnect, "BGP session reconfigured");
+        if was_disabled {
+            // A changed configuration is the operator's answer to a disabled session.
+            self.handle(name, Which::Primary, Input::ManualStart);
+        }
         if reconnect {
             self.handle(name, Which::Primary, Input::TcpConnectionFails);
             if self
@@ -387,8 +398,11 @@ impl Actor {
             peer_restart_time: None,
             stale_deadline: None,
             malformed_logged: false,
+            limit_reported: false,
+            disabled_by_limit: false,
         };
         self.sessions.insert(name.clone(), state);
+        self.apply_import_block(&name);
         tracing::info!(session = %name, "BGP session configured");
         self.handle(&name, Which::Primary, Input::ManualStart);
     }
@@ -505,6 +519,7 @@ impl Actor {
 }
 
 mod connections;
+mod limits;
 mod perform;
 
 use connections::spawn_connect;

@@ -133,6 +133,9 @@ pub enum Input {
     TimerExpired(Timer),
     /// This connection lost a collision (RFC 4271 §6.8, event 23).
     CollisionDump,
+    /// The speaker found an error the FSM cannot see (a prefix limit): send this NOTIFICATION
+    /// and go down.
+    LocalError(Notification),
 }
 
 /// Why a session went down.
@@ -287,6 +290,12 @@ impl Fsm {
                 }
             }
             Input::TimerExpired(timer) => self.timer(timer, now, &mut outputs),
+            Input::LocalError(notification) => {
+                if self.has_connection() {
+                    let reason = DownReason::NotificationSent(notification.clone());
+                    self.fail(reason, Some(notification), now, &mut outputs);
+                }
+            }
             Input::CollisionDump => {
                 if self.has_connection() {
                     let notification =

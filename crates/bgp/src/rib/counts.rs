@@ -27,6 +27,23 @@ impl Rib {
             .map_or(0, |state| state.adj_rib_out.len())
     }
 
+    /// Refuses new prefixes from this peer once it has `limit` accepted ones (the `block`
+    /// action of an import limit); `None` lifts it.
+    pub fn set_import_block(&mut self, id: PeerId, limit: Option<usize>) {
+        if let Some(state) = self.peers.get_mut(&id) {
+            state.import_block = limit;
+        }
+    }
+
+    /// Whether a new prefix from the peer would go past its import block.
+    pub(super) fn blocked_by_limit(&self, id: PeerId, prefix: &IpNet) -> bool {
+        self.peers.get(&id).is_some_and(|state| {
+            state.import_block.is_some_and(|limit| {
+                state.adj_rib_in.len() >= limit && !state.adj_rib_in.contains_key(prefix)
+            })
+        })
+    }
+
     pub(super) fn set_rejected(&mut self, id: PeerId, prefix: IpNet, rejected: bool) {
         if let Some(state) = self.peers.get_mut(&id) {
             if rejected {

@@ -101,6 +101,8 @@ struct PeerState {
     /// Prefixes the peer announces that import checks or policy refused (counted as received,
     /// not accepted; forgotten when the peer withdraws them or the session goes down).
     rejected: BTreeSet<IpNet>,
+    /// Accepted prefixes beyond this many are refused (an import limit's `block` action).
+    import_block: Option<usize>,
     stale: BTreeSet<IpNet>,
     adj_rib_out: BTreeMap<IpNet, Arc<RouteAttributes>>,
     /// Position in the change log up to which this peer has been exported.
@@ -196,6 +198,7 @@ impl Rib {
                         session: None,
                         adj_rib_in: BTreeMap::new(),
                         rejected: BTreeSet::new(),
+                        import_block: None,
                         stale: BTreeSet::new(),
                         adj_rib_out: BTreeMap::new(),
                         cursor: 0,
@@ -370,6 +373,7 @@ impl Rib {
                     Cow::Owned(changed) => Arc::new(changed),
                 })
             });
+            let accepted = accepted.filter(|_| !self.blocked_by_limit(id, &prefix));
             self.set_rejected(id, prefix, accepted.is_none());
             match accepted {
                 Some(attributes) => {

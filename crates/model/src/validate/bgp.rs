@@ -479,5 +479,58 @@ pub fn validate_bgp_peer(name: &str, spec: &BGPPeerSpec) -> Result<BgpPeer, Vali
         reverse_peering_manual,
         reachable_by,
         filters,
+        import_limit: None,
     })
+}
+
+/// The import limit a BGPPeer's annotations ask for (none without the limit annotation).
+pub fn import_limit_from_annotations(
+    name: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<crate::bgp::ImportLimit>, ValidationError> {
+    use crate::bgp::{
+        ImportLimit, LimitAction, IMPORT_LIMIT_ACTION_ANNOTATION, IMPORT_LIMIT_ANNOTATION,
+    };
+    let error = |annotation: &str, reason: String| ValidationError {
+        kind: "BGPPeer",
+        name: name.to_string(),
+        field: format!("metadata.annotations[{annotation}]"),
+        reason,
+    };
+    let Some(text) = annotations.get(IMPORT_LIMIT_ANNOTATION) else {
+        if annotations.contains_key(IMPORT_LIMIT_ACTION_ANNOTATION) {
+            return Err(error(
+                IMPORT_LIMIT_ACTION_ANNOTATION,
+                format!("has no effect without {IMPORT_LIMIT_ANNOTATION}"),
+            ));
+        }
+        return Ok(None);
+    };
+    let limit: u32 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|limit| *limit > 0)
+        .ok_or_else(|| {
+            error(
+                IMPORT_LIMIT_ANNOTATION,
+                format!("{text:?} is not a positive prefix count"),
+            )
+        })?;
+    let action = match annotations
+        .get(IMPORT_LIMIT_ACTION_ANNOTATION)
+        .map(|a| a.trim())
+    {
+        None | Some("disable") => LimitAction::Disable,
+        Some("restart") => LimitAction::Restart,
+        Some("block") => LimitAction::Block,
+        Some("warn") => LimitAction::Warn,
+        Some(other) => {
+            return Err(error(
+                IMPORT_LIMIT_ACTION_ANNOTATION,
+                format!("{other:?} is not one of disable, restart, block, warn"),
+            ))
+        }
+    };
+    Ok(Some(ImportLimit { limit, action }))
 }

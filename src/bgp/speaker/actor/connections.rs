@@ -129,6 +129,10 @@ impl Actor {
         let Some(state) = self.sessions.get_mut(&name) else {
             return;
         };
+        if state.disabled_by_limit {
+            tracing::debug!(session = %name, "refused a connection: disabled by its import limit");
+            return;
+        }
         if let (Some(hops), Ok(local)) = (state.spec.ttl_security, stream.local_addr()) {
             if let Err(error) = sockopt::set_ttl_security(&stream, local, address, hops) {
                 tracing::warn!(session = %name, %error, "cannot apply TTL security");

@@ -194,6 +194,7 @@ impl Actor {
         if end_of_rib && self.rib.stale_count(id) == 0 {
             state.stale_deadline = None;
         }
+        self.check_import_limit(name);
         self.learned
             .refresh(&self.rib, &self.config.policy, &changed);
         if !changed.is_empty() {
