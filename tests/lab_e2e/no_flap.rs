@@ -53,19 +53,18 @@ impl RouteMonitor {
     /// before it is in `lines`.
     fn mark_and_wait(&self) {
         let route = format!("{SENTINEL}/32");
-        let seen = poll(Duration::from_secs(10), || {
+        let sentinel = |verb: &str| {
             let _ = Command::new("ip")
-                .args([
-                    "-n",
-                    &self.namespace,
-                    "route",
-                    "replace",
-                    "blackhole",
-                    &route,
-                ])
+                .args(["-n", &self.namespace, "route", verb, "blackhole", &route])
                 .args(["proto", "250"])
                 .status();
-            poll(Duration::from_millis(500), || {
+        };
+        // Delete and add each round: a replace of an identical route may not be announced, and
+        // the monitor may subscribe late on a slow (emulated) machine.
+        let seen = poll(Duration::from_secs(60), || {
+            sentinel("del");
+            sentinel("add");
+            poll(Duration::from_secs(1), || {
                 self.lines
                     .lock()
                     .unwrap()
@@ -73,10 +72,7 @@ impl RouteMonitor {
                     .any(|line| line.contains(SENTINEL))
             })
         });
-        let _ = Command::new("ip")
-            .args(["-n", &self.namespace, "route", "del", "blackhole", &route])
-            .args(["proto", "250"])
-            .status();
+        sentinel("del");
         assert!(
             seen,
             "the route monitor in {} never saw its sentinel",
@@ -88,8 +84,10 @@ impl RouteMonitor {
     fn events(&self) -> Vec<String> {
         self.mark_and_wait();
         let lines = self.lines.lock().unwrap();
+        // Skip the tail of the start-up mark (its deletion may arrive after the clear).
         lines
             .iter()
+            .skip_while(|line| line.contains(SENTINEL))
             .take_while(|line| !line.contains(SENTINEL))
             .cloned()
             .collect()
