@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 
 use starling::lab::{self, pods, topology, LabOptions, LabState, Mode, UpArgs};
 
+#[path = "lab_e2e/cross_subnet.rs"]
+mod cross_subnet;
 #[path = "lab_e2e/guest_kernel.rs"]
 mod guest_kernel;
 #[path = "lab_e2e/ipam_check.rs"]
 mod ipam_check;
 #[path = "lab_e2e/ipip.rs"]
 mod ipip;
+#[path = "lab_e2e/mtu.rs"]
+mod mtu;
 #[path = "lab_e2e/no_flap.rs"]
 mod no_flap;
 #[path = "support/requirements.rs"]
@@ -45,6 +49,7 @@ impl Lab {
             nodes,
             mode,
             pods_per_node,
+            subnets: None,
             etcd_endpoints: None,
             starling_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_starling"))),
         };
@@ -153,8 +158,8 @@ fn poll(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 #[test]
-fn vxlan_three_nodes_full_matrix() {
-    if !require_root("vxlan_three_nodes_full_matrix") {
+fn vxlan_three_nodes_full_matrix_and_mtu() {
+    if !require_root("vxlan_three_nodes_full_matrix_and_mtu") {
         return;
     }
     let lab = Lab::up("e2evx", Mode::Vxlan, 3, 2);
@@ -162,6 +167,7 @@ fn vxlan_three_nodes_full_matrix() {
     // Remote blocks go through the VXLAN device.
     let routes = lab.routes(1);
     assert!(routes.contains("vxlan.calico"), "{routes}");
+    mtu::assert_pod_mtu(&lab, 1450);
 }
 
 #[test]

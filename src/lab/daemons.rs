@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::topology::{node_address, node_name, LabNames, NODE_PREFIX_LEN};
+use super::topology::{node_name, LabNames, NODE_PREFIX_LEN};
 use super::{LabState, Mode};
 
 /// Files of one node's daemon inside the lab's state directory.
@@ -40,14 +40,17 @@ impl NodeFiles {
 /// The environment `starling run` gets in node `index` (calico-node's variables).
 pub fn environment(state: &LabState, index: usize, files: &NodeFiles) -> Vec<(String, String)> {
     let backend = match state.mode {
-        Mode::Vxlan => "vxlan",
-        Mode::Bgp | Mode::BgpRr | Mode::Ipip => "bird",
+        Mode::Vxlan | Mode::VxlanCrossSubnet => "vxlan",
+        Mode::Bgp | Mode::BgpRr | Mode::Ipip | Mode::IpipCrossSubnet => "bird",
     };
     [
         ("NODENAME", node_name(index)),
         ("DATASTORE_TYPE", "etcdv3".to_string()),
         ("ETCD_ENDPOINTS", state.etcd_endpoints.clone()),
-        ("IP", format!("{}/{NODE_PREFIX_LEN}", node_address(index))),
+        (
+            "IP",
+            format!("{}/{NODE_PREFIX_LEN}", state.node_address(index)),
+        ),
         ("CALICO_NETWORKING_BACKEND", backend.to_string()),
         ("NO_DEFAULT_POOLS", "true".to_string()),
         (

@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use pods::LabPod;
-use topology::{node_address, node_name, LabNames};
+use topology::{node_name, LabNames};
 
 /// How often the lab re-checks something it waits for.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -36,6 +37,23 @@ pub enum Mode {
     BgpRr,
     /// IPIP pool, BGP full mesh (needs the kernel's ipip module).
     Ipip,
+    /// IPIP pool with `ipipMode: CrossSubnet`, BGP full mesh: IPIP only towards the other node
+    /// subnet (two subnets by default; needs ipip).
+    IpipCrossSubnet,
+    /// VXLAN pool with `vxlanMode: CrossSubnet`, backend `vxlan`: VXLAN only towards the other
+    /// node subnet (two subnets by default).
+    VxlanCrossSubnet,
+}
+
+impl Mode {
+    /// Whether the mode's pool uses IPIP (and so the kernel's ipip module).
+    pub fn uses_ipip(self) -> bool {
+        matches!(self, Mode::Ipip | Mode::IpipCrossSubnet)
+    }
+
+    pub fn cross_subnet(self) -> bool {
+        matches!(self, Mode::IpipCrossSubnet | Mode::VxlanCrossSubnet)
+    }
 }
 
 /// What `lab up` builds.
@@ -49,6 +67,10 @@ pub struct UpArgs {
     /// Pods created on every node through the CNI plugin.
     #[arg(long, default_value_t = 2)]
     pub pods_per_node: usize,
+    /// Node subnets (1 or 2; with 2, even-numbered nodes are on the second, one routed hop away).
+    /// Default: 2 for the cross-subnet modes, else 1.
+    #[arg(long)]
+    pub subnets: Option<usize>,
     /// Use this etcd instead of starting a private one (must be reachable from the node
     /// namespaces).
     #[arg(long)]
@@ -98,6 +120,9 @@ pub struct LabState {
     pub name: String,
     pub mode: Mode,
     pub nodes: usize,
+    /// Node subnets (see `topology`).
+    #[serde(default = "one")]
+    pub subnets: usize,
     pub binary: PathBuf,
     pub etcd_pid: Option<u32>,
     /// What the daemons use (the private etcd's endpoint unless `--etcd-endpoints`).
@@ -106,7 +131,16 @@ pub struct LabState {
     pub pods: Vec<LabPod>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl LabState {
+    /// Node `index`'s address on its subnet.
+    pub fn node_address(&self, index: usize) -> std::net::Ipv4Addr {
+        topology::node_address_in(index, self.subnets)
+    }
+
     fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("state.json")
     }
@@ -143,8 +177,24 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     if args.nodes == 0 || args.nodes > topology::MAX_NODES {
         bail!("--nodes must be between 1 and {}", topology::MAX_NODES);
     }
-    if args.mode == Mode::Ipip {
-        ipip_support().context("mode ipip needs the kernel's ipip module")?;
+    let subnets = args
+        .subnets
+        .unwrap_or(if args.mode.cross_subnet() { 2 } else { 1 });
+    if subnets == 0 || subnets > topology::MAX_SUBNETS {
+        bail!("--subnets must be between 1 and {}", topology::MAX_SUBNETS);
+    }
+    if args.mode.uses_ipip() {
+        let mode = args
+            .mode
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        ipip_support().with_context(|| {
+            format!(
+                "mode {mode} needs the kernel's ipip module; `MODE={mode} scripts/lab.sh` runs \
+                 the lab in a QEMU guest with Debian's kernel instead (README, \"The lab in a VM\")"
+            )
+        })?;
     }
     let binary = match &args.starling_binary {
         Some(binary) => binary.clone(),
@@ -158,14 +208,15 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     let started = Instant::now();
 
     progress(&format!("creating {} node namespaces", args.nodes));
-    topology::create_core(&names)?;
+    topology::create_core(&names, subnets)?;
     for index in 1..=args.nodes {
-        topology::create_node(&names, index)?;
+        topology::create_node(&names, index, subnets)?;
     }
     let mut state = LabState {
         name: options.name.clone(),
         mode: args.mode,
         nodes: args.nodes,
+        subnets,
         binary: binary.clone(),
         etcd_pid: None,
         etcd_endpoints: args.etcd_endpoints.clone().unwrap_or_else(etcd::endpoint),
@@ -271,7 +322,7 @@ pub fn summary(options: &LabOptions, state: &LabState) -> String {
         out.push_str(&format!(
             "  {} {}{sessions}; pods: {}\n",
             node_name(index),
-            node_address(index),
+            state.node_address(index),
             pods.join(" ")
         ));
     }

@@ -33,7 +33,9 @@ fn object(kind: &str, name: &str, labels: Value, spec: Value) -> Value {
 pub fn pool(name: &str, cidr: &str, mode: Mode, node_selector: &str) -> (String, Value) {
     let (ipip, vxlan) = match mode {
         Mode::Vxlan => ("Never", "Always"),
+        Mode::VxlanCrossSubnet => ("Never", "CrossSubnet"),
         Mode::Ipip => ("Always", "Never"),
+        Mode::IpipCrossSubnet => ("CrossSubnet", "Never"),
         Mode::Bgp | Mode::BgpRr => ("Never", "Never"),
     };
     (
@@ -52,8 +54,8 @@ pub fn pool(name: &str, cidr: &str, mode: Mode, node_selector: &str) -> (String,
 pub fn for_mode(mode: Mode) -> Vec<(String, Value)> {
     let mut entries = vec![pool("lab-pool", POD_POOL, mode, "all()")];
     match mode {
-        Mode::Vxlan => {}
-        Mode::Bgp | Mode::Ipip => entries.push((
+        Mode::Vxlan | Mode::VxlanCrossSubnet => {}
+        Mode::Bgp | Mode::Ipip | Mode::IpipCrossSubnet => entries.push((
             key("bgpconfigurations", "default"),
             object(
                 "BGPConfiguration",
@@ -120,5 +122,15 @@ mod tests {
         let (_, pool) = &entries[0];
         assert_eq!(pool["spec"]["vxlanMode"], "Never");
         assert_eq!(for_mode(Mode::Vxlan)[0].1["spec"]["vxlanMode"], "Always");
+        let cross = &for_mode(Mode::IpipCrossSubnet)[0].1["spec"];
+        assert_eq!(
+            (&cross["ipipMode"], &cross["vxlanMode"]),
+            (&json!("CrossSubnet"), &json!("Never"))
+        );
+        let cross = &for_mode(Mode::VxlanCrossSubnet)[0].1["spec"];
+        assert_eq!(
+            (&cross["ipipMode"], &cross["vxlanMode"]),
+            (&json!("Never"), &json!("CrossSubnet"))
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! Addressing (all inside namespaces the lab creates, never in the root namespace):
 //! - nodes: `192.0.2.<i>/24` (TEST-NET-1, RFC 5737) on `eth0`, i = 1..=200; default route via the
 //!   bridge namespace's `192.0.2.254`;
+//! - with two subnets (for CrossSubnet), even-numbered nodes are on a second bridge instead:
+//!   `203.0.113.<i>/24` (TEST-NET-3), gateway `203.0.113.254`; the bridge namespace routes between
+//!   the two, so traffic across subnets takes one routed hop, as between racks;
 //! - outside: `198.51.100.1/24` (TEST-NET-2) on a link to the bridge namespace (`198.51.100.254`),
 //!   routed back to the node subnet only, so pod addresses reach it only when masqueraded.
 //!
@@ -22,6 +25,41 @@ pub const OUTSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const OUTSIDE_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
 /// Largest node count the /24 node subnet allows (254 is the bridge).
 pub const MAX_NODES: usize = 200;
+/// Most node subnets a lab has.
+pub const MAX_SUBNETS: usize = 2;
+/// The second node subnet's gateway (the bridge namespace on `br1`).
+pub const SECOND_SUBNET_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+
+/// Which node subnet (0 or 1) node `index` is on when the lab has `subnets` of them.
+pub fn node_subnet(index: usize, subnets: usize) -> usize {
+    if subnets > 1 {
+        (index + 1) % 2
+    } else {
+        0
+    }
+}
+
+/// The gateway (bridge namespace address) of node subnet `subnet`.
+pub fn subnet_gateway(subnet: usize) -> Ipv4Addr {
+    if subnet == 0 {
+        BRIDGE_ADDRESS
+    } else {
+        SECOND_SUBNET_GATEWAY
+    }
+}
+
+/// The /24 network of node subnet `subnet`.
+pub fn subnet_network(subnet: usize) -> String {
+    let [a, b, c, _] = subnet_gateway(subnet).octets();
+    format!("{a}.{b}.{c}.0/{NODE_PREFIX_LEN}")
+}
+
+/// Node `index`'s address in a lab with `subnets` node subnets.
+pub fn node_address_in(index: usize, subnets: usize) -> Ipv4Addr {
+    let [a, b, c, _] = subnet_gateway(node_subnet(index, subnets)).octets();
+    // index is bounded by MAX_NODES, so it fits in the last octet.
+    Ipv4Addr::new(a, b, c, index as u8)
+}
 
 /// Names of everything one lab creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +101,9 @@ pub fn node_name(index: usize) -> String {
     format!("node{index}")
 }
 
+/// Node `index`'s address in a lab with one node subnet.
 pub fn node_address(index: usize) -> Ipv4Addr {
-    // index is bounded by MAX_NODES, so it fits in the last octet.
-    Ipv4Addr::new(192, 0, 2, index as u8)
+    node_address_in(index, 1)
 }
 
 /// Runs `ip` with the given arguments, failing with the command line and stderr.
@@ -116,14 +154,20 @@ fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
     in_ns(ns, "sysctl", &["-q", "-w", &format!("{key}={value}")]).map(|_| ())
 }
 
-/// Creates the bridge namespace (with its bridge) and the outside namespace.
-pub fn create_core(names: &LabNames) -> Result<()> {
+/// Creates the bridge namespace (with one bridge a node subnet) and the outside namespace.
+pub fn create_core(names: &LabNames, subnets: usize) -> Result<()> {
+    if subnets == 0 || subnets > MAX_SUBNETS {
+        bail!("the lab has 1 to {MAX_SUBNETS} node subnets, not {subnets}");
+    }
     let br = names.bridge_ns();
     add_ns(&br)?;
-    ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
-    ip(&["-n", &br, "link", "set", "br0", "up"])?;
-    let bridge_cidr = format!("{BRIDGE_ADDRESS}/{NODE_PREFIX_LEN}");
-    ip(&["-n", &br, "addr", "add", &bridge_cidr, "dev", "br0"])?;
+    for subnet in 0..subnets {
+        let bridge = format!("br{subnet}");
+        ip(&["-n", &br, "link", "add", &bridge, "type", "bridge"])?;
+        ip(&["-n", &br, "link", "set", &bridge, "up"])?;
+        let bridge_cidr = format!("{}/{NODE_PREFIX_LEN}", subnet_gateway(subnet));
+        ip(&["-n", &br, "addr", "add", &bridge_cidr, "dev", &bridge])?;
+    }
     sysctl(&br, "net.ipv4.ip_forward", "1")?;
 
     let out = names.outside_ns();
@@ -151,21 +195,17 @@ pub fn create_core(names: &LabNames) -> Result<()> {
         "eth0",
     ])?;
     ip(&["-n", &out, "link", "set", "eth0", "up"])?;
-    // Only the node subnet is routed back: un-masqueraded pod traffic gets no answer.
-    ip(&[
-        "-n",
-        &out,
-        "route",
-        "add",
-        &format!("192.0.2.0/{NODE_PREFIX_LEN}"),
-        "via",
-        &OUTSIDE_GATEWAY.to_string(),
-    ])?;
+    // Only the node subnets are routed back: un-masqueraded pod traffic gets no answer.
+    for subnet in 0..subnets {
+        let network = subnet_network(subnet);
+        let gateway = OUTSIDE_GATEWAY.to_string();
+        ip(&["-n", &out, "route", "add", &network, "via", &gateway])?;
+    }
     Ok(())
 }
 
-/// Creates node namespace `index` and plugs it into the bridge.
-pub fn create_node(names: &LabNames, index: usize) -> Result<()> {
+/// Creates node namespace `index` and plugs it into its subnet's bridge.
+pub fn create_node(names: &LabNames, index: usize, subnets: usize) -> Result<()> {
     if index == 0 || index > MAX_NODES {
         bail!("node index {index} is outside 1..={MAX_NODES}");
     }
@@ -176,20 +216,22 @@ pub fn create_node(names: &LabNames, index: usize) -> Result<()> {
     ip(&[
         "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
     ])?;
-    ip(&["-n", &br, "link", "set", &port, "master", "br0"])?;
-    ip(&["-n", &br, "link", "set", &port, "up"])?;
-    let cidr = format!("{}/{NODE_PREFIX_LEN}", node_address(index));
-    ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])?;
-    ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+    let subnet = node_subnet(index, subnets);
     ip(&[
         "-n",
-        &ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        &BRIDGE_ADDRESS.to_string(),
+        &br,
+        "link",
+        "set",
+        &port,
+        "master",
+        &format!("br{subnet}"),
     ])?;
+    ip(&["-n", &br, "link", "set", &port, "up"])?;
+    let cidr = format!("{}/{NODE_PREFIX_LEN}", node_address_in(index, subnets));
+    ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])?;
+    ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+    let gateway = subnet_gateway(subnet).to_string();
+    ip(&["-n", &ns, "route", "add", "default", "via", &gateway])?;
     Ok(())
 }
 
@@ -219,5 +261,15 @@ mod tests {
         assert_eq!(names.pod_ns(3, 2), "stl-t1-node3-p2");
         assert!(names.outside_ns().starts_with(&names.prefix()));
         assert_eq!(node_address(7), Ipv4Addr::new(192, 0, 2, 7));
+    }
+
+    #[test]
+    fn two_subnets_put_even_nodes_on_the_second() {
+        assert_eq!(node_address_in(1, 2), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(node_address_in(2, 2), Ipv4Addr::new(203, 0, 113, 2));
+        assert_eq!(node_address_in(3, 2), Ipv4Addr::new(192, 0, 2, 3));
+        assert_eq!(node_address_in(2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(subnet_network(1), "203.0.113.0/24");
+        assert_eq!(subnet_network(0), "192.0.2.0/24");
     }
 }

@@ -1,5 +1,5 @@
 //! IPIP (Calico's default pool, `ipipMode: Always`) end to end: tunl0 as Calico leaves it, remote
-//! blocks through it, repair of a deleted route. Needs the kernel's ipip module: where the host
+//! blocks through it, pod MTU 1480, repair of a deleted route. Needs the kernel's ipip module: where the host
 //! lacks it, these run on the guest kernel (`guest_kernel`).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use starling::lab::{self, topology, Mode};
 
 use super::requirements::{require_kernel_feature, require_root};
-use super::{poll, vm, Lab};
+use super::{mtu, poll, vm, Lab};
 
 /// Block size of the lab's pool (resources::pool).
 const BLOCK_PREFIX_LEN: u8 = 26;
@@ -49,7 +49,7 @@ fn tunnel_address(lab: &Lab, node: usize) -> Ipv4Addr {
 }
 
 /// The blocks of the pods on `node`.
-fn pod_blocks(lab: &Lab, node: usize) -> Vec<Ipv4Net> {
+pub fn pod_blocks(lab: &Lab, node: usize) -> Vec<Ipv4Net> {
     let mut blocks: Vec<Ipv4Net> = lab
         .state
         .pods
@@ -117,12 +117,12 @@ pub fn assert_tunl0(lab: &Lab, node: usize, mtu: u32) {
 }
 
 #[test]
-fn ipip_three_nodes_full_matrix_tunl0_and_route_repair() {
-    if !require_root("ipip_three_nodes_full_matrix_tunl0_and_route_repair")
+fn ipip_three_nodes_full_matrix_tunl0_mtu_and_route_repair() {
+    if !require_root("ipip_three_nodes_full_matrix_tunl0_mtu_and_route_repair")
         || !require_kernel_feature(
-            "ipip_three_nodes_full_matrix_tunl0_and_route_repair",
+            "ipip_three_nodes_full_matrix_tunl0_mtu_and_route_repair",
             "ipip",
-            || ipip_here("ipip_three_nodes_full_matrix_tunl0_and_route_repair"),
+            || ipip_here("ipip_three_nodes_full_matrix_tunl0_mtu_and_route_repair"),
         )
     {
         return;
@@ -140,6 +140,7 @@ fn ipip_three_nodes_full_matrix_tunl0_and_route_repair() {
         "node1 tunl0:\n{}",
         lab.ip(1, &["-d", "link", "show", "tunl0"])
     );
+    mtu::assert_pod_mtu(&lab, 1480);
 
     // Someone deletes node1's route to node2's block: the daemon notices and puts it back.
     let block = pod_blocks(&lab, 2)[0];
