@@ -376,6 +376,22 @@ fn node_restart_keeps_traffic_and_converges() {
     )
     .unwrap();
     lab::daemons::wait_ready(&names, &[3], Duration::from_secs(60)).unwrap();
+    // Converged means node1's session to node3 is back too: until then node1 holds the old
+    // session's stale routes under that session's restart time (on a slow machine, such as the
+    // emulated guest, readiness comes well before the session).
+    let socket = lab::daemons::NodeFiles::new(&lab.options.state_dir(), 1).control_socket();
+    let node3 = IpAddr::V4(topology::node_address(3));
+    assert!(
+        poll(Duration::from_secs(60), || lab::node_status(&socket)
+            .is_ok_and(|status| status
+                .peers
+                .iter()
+                .any(
+                    |peer| peer.address == node3 && peer.info.starts_with("Established")
+                ))),
+        "node1's session to the restarted node3 did not come back:\n{}",
+        logs(&lab.options, 3)
+    );
     lab.assert_full_matrix(Duration::from_secs(60));
     eprintln!("node3 restart converged in {:.1?}", started.elapsed());
     assert_eq!(
@@ -392,8 +408,9 @@ fn node_restart_keeps_traffic_and_converges() {
         poll(Duration::from_secs(30), || !lab
             .routes(1)
             .contains(&via_node3)),
-        "node1 still routes to node3 long after its restart time:\n{}",
-        lab.routes(1)
+        "node1 still routes to node3 long after its restart time:\n{}\n{}",
+        lab.routes(1),
+        logs(&lab.options, 3)
     );
     eprintln!(
         "node3's routes withdrawn {:.1?} after it stopped",
