@@ -119,6 +119,8 @@ cat >"$work/inside.sh" <<'INSIDE'
 set -euo pipefail
 root=$1 toolchain=$2 install_only=$3
 shift 3
+# The root a mount point of its own, as / is on a machine (runc makes / rslave and pivots).
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 if mountpoint -q /sys/fs/cgroup; then mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"; fi
