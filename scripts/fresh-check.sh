@@ -12,7 +12,7 @@
 # exit, failed or not, processes left in the root are killed and the root is deleted.
 #
 #   scripts/fresh-check.sh                        # all of .ci/run, then the lab
-#   scripts/fresh-check.sh --test skip_points     # arguments go to .ci/run's `cargo test`
+#   scripts/fresh-check.sh --no-fail-fast         # arguments go to .ci/run's `cargo test`
 #   scripts/fresh-check.sh --install-only         # only install the lists in the root (minutes)
 #
 # Run as root; the build costs the machine's cores for a while. Environment: FRESH_SUITE (the
@@ -47,6 +47,7 @@ work=$(mktemp -d "$base/starling-fresh.XXXXXX")
 root=$work/root
 
 # Processes whose root directory is the throw-away root: all started by this script.
+# shellcheck disable=SC2317  # (called from the EXIT trap)
 in_root_processes() {
     local entry pid
     for entry in /proc/[0-9]*; do
@@ -56,6 +57,7 @@ in_root_processes() {
     return 0
 }
 
+# shellcheck disable=SC2317  # (the EXIT trap)
 cleanup() {
     local status=$? pids mounts
     trap - EXIT INT TERM
@@ -142,18 +144,25 @@ if [ -n "$install_only" ]; then
     exit
 fi
 echo "== fresh-check: .ci/run $*"
+# Both halves run whatever the first one gives, so one check reports everything it finds.
 t0=$(date +%s)
-run_in_root '.ci/run "$@"' "$@"
+ci=0
+run_in_root '.ci/run "$@"' "$@" || ci=$?
 t1=$(date +%s)
-echo "== fresh-check: .ci/run passed in $((t1 - t0)) s"
+echo "== fresh-check: .ci/run exited $ci after $((t1 - t0)) s"
 echo "== fresh-check: scripts/lab.sh (MODE=${MODE:-vxlan} NODES=${NODES:-3} PODS=${PODS:-2})"
-run_in_root 'scripts/lab.sh && target/debug/starling lab ping; status=$?; target/debug/starling lab down; exit $status'
+lab=0
+run_in_root 'scripts/lab.sh && target/debug/starling lab ping; status=$?; target/debug/starling lab down; exit $status' || lab=$?
 t2=$(date +%s)
-echo "== fresh-check: lab.sh, lab ping and lab down passed in $((t2 - t1)) s"
+echo "== fresh-check: lab.sh, lab ping and lab down exited $lab after $((t2 - t1)) s"
+[ "$ci" -eq 0 ] && [ "$lab" -eq 0 ]
 INSIDE
 
 phase "in the root: .ci/run, then the lab"
-unshare --mount --propagation private bash "$work/inside.sh" "$root" "$toolchain" "$install_only" "$@"
+status=0
+unshare --mount --propagation private bash "$work/inside.sh" "$root" "$toolchain" "$install_only" "$@" || status=$?
 finished=$(stamp)
-phase "passed: root built in $((t_root - started)) s, everything in $((finished - started)) s"
+if [ "$status" -eq 0 ]; then verdict=passed; else verdict="FAILED (exit $status)"; fi
+phase "$verdict: root built in $((t_root - started)) s, everything in $((finished - started)) s"
 echo "installed in the root by the lists: $(chroot "$root" dpkg-query -W -f='.\n' | wc -l) packages"
+exit "$status"
