@@ -197,6 +197,15 @@ fn config_pool_and_new_block_changes_leave_existing_routes_untouched() {
             .iter()
             .filter(|line| line.starts_with("Deleted") || old.contains(&destination(line)))
             .collect();
+        // The monitor saw the changes there were: every new block's route arriving.
+        for block in &new_blocks {
+            assert!(
+                events
+                    .iter()
+                    .any(|line| destination(line) == block.to_string()),
+                "node{node}'s monitor missed the new block {block}:\n{events:#?}"
+            );
+        }
         assert!(
             touched.is_empty(),
             "node{node}: existing routes were touched:\n{touched:#?}\nall events:\n{events:#?}"
