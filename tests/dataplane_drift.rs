@@ -362,8 +362,8 @@ fn restart_makes_no_route_writes_and_sweeps_exactly_the_stale_routes() {
 }
 
 #[test]
-fn ipip_is_skipped_with_a_reason_when_the_kernel_lacks_it() {
-    if !require_root("ipip_is_skipped_with_a_reason_when_the_kernel_lacks_it") {
+fn tunl0_and_its_routes_on_a_kernel_with_ipip() {
+    if !require_root("tunl0_and_its_routes_on_a_kernel_with_ipip") {
         return;
     }
     let namespace = node_namespace("st-ipip");
@@ -390,7 +390,7 @@ fn ipip_is_skipped_with_a_reason_when_the_kernel_lacks_it() {
     assert!(ip(ns, "route show 10.244.0.0/26").contains("blackhole"));
     // Without the module the request itself is checked on the fake kernel (dataplane tests).
     if !require_kernel_feature(
-        "ipip_is_skipped_with_a_reason_when_the_kernel_lacks_it",
+        "tunl0_and_its_routes_on_a_kernel_with_ipip",
         "ipip",
         || match tunl0 {
             Some(error) => Err(format!("creating tunl0 failed: {error}")),
