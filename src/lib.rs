@@ -23,6 +23,7 @@ pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod netns;
+pub mod policy;
 pub mod resources;
 pub mod route_deltas;
 pub mod run_args;
