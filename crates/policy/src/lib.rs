@@ -9,6 +9,8 @@
 //! what it touched in [`program::Changes`], so the renderer rewrites only those objects. Nothing
 //! here does I/O; the daemon feeds inputs and applies the transactions (src/dataplane/policy).
 
+pub mod compile;
+pub mod explain;
 pub mod k8s;
 pub mod model;
 pub mod program;
