@@ -14,4 +14,5 @@ pub mod explain;
 pub mod k8s;
 pub mod model;
 pub mod program;
+pub mod render;
 pub mod validate;
