@@ -12,8 +12,8 @@ use crate::program::Family;
 
 use super::names::{SIGNATURE_PREFIX, TABLE};
 use super::nft_family;
-use super::sets::Element;
-use super::view::{BaseSpec, ChainState, SetKind, SetView, TableView};
+use super::sets::{Element, SetKind, SetView};
+use super::view::{BaseSpec, ChainState, TableView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {

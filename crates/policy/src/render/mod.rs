@@ -41,8 +41,8 @@ mod view;
 mod tests;
 
 pub use renderer::{ObjectCounts, Renderer};
-pub use sets::{coalesce, Element};
-pub use view::{BaseSpec, ChainState, SetKind, SetView, TableView};
+pub use sets::{coalesce, Element, SetKind, SetView};
+pub use view::{BaseSpec, ChainState, TableView};
 
 use crate::program::Family;
 

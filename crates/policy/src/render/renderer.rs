@@ -19,8 +19,8 @@ use crate::program::{Changes, Direction, EndpointProgram, Family, Program, SetId
 
 use super::chains::{self, Sealed};
 use super::names::{self, Owner};
-use super::sets::{desired_set, Element};
-use super::view::{write_family, Before, SetKind, SetView, TableView};
+use super::sets::{desired_set, Element, SetKind, SetView};
+use super::view::{write_family, Before, TableView};
 use super::{family_index, ConfigError, RenderConfig, Transaction, FAMILIES};
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];

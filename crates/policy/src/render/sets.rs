@@ -10,7 +10,41 @@ use ipnet::IpNet;
 
 use crate::program::{Family, SetId, SetMembers};
 
-use super::view::{SetKind, SetView};
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// `ipv4_addr`/`ipv6_addr`, `flags interval`.
+    Nets,
+    /// `addr . inet_proto . inet_service`.
+    AddressPorts,
+    /// `ifname : verdict` map.
+    Verdict,
+}
+
+impl SetKind {
+    /// The nft keyword (`set`/`map`) and the declaration body.
+    pub(crate) fn declaration(self, family: Family) -> (&'static str, String) {
+        let address = match family {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        };
+        match self {
+            SetKind::Nets => ("set", format!("{{ type {address}; flags interval; }}")),
+            SetKind::AddressPorts => (
+                "set",
+                format!("{{ type {address} . inet_proto . inet_service; }}"),
+            ),
+            SetKind::Verdict => ("map", "{ type ifname : verdict; }".to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetView {
+    pub kind: SetKind,
+    pub elements: BTreeSet<Element>,
+    /// Holds elements that could not be parsed: refill it instead of diffing.
+    pub opaque: bool,
+}
 
 /// One element of a set or verdict map as Starling writes it or reads it back.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -8,13 +8,13 @@
 //! additions (targets exist now); removed chains flushed, removed sets and maps deleted (nothing
 //! refers to them any more), removed chains deleted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::program::Family;
 
 use super::names::{self, SIGNATURE_PREFIX, TABLE};
-use super::sets::Element;
+use super::sets::{Element, SetKind, SetView};
 use super::{nft_family, Touched};
 
 /// A base chain's hook and priority (type filter, policy accept).
@@ -30,42 +30,6 @@ pub struct BaseSpec {
 pub struct ChainState {
     pub signature: Option<String>,
     pub base: Option<BaseSpec>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetKind {
-    /// `ipv4_addr`/`ipv6_addr`, `flags interval`.
-    Nets,
-    /// `addr . inet_proto . inet_service`.
-    AddressPorts,
-    /// `ifname : verdict` map.
-    Verdict,
-}
-
-impl SetKind {
-    /// The nft keyword (`set`/`map`) and the declaration body.
-    fn declaration(self, family: Family) -> (&'static str, String) {
-        let address = match family {
-            Family::V4 => "ipv4_addr",
-            Family::V6 => "ipv6_addr",
-        };
-        match self {
-            SetKind::Nets => ("set", format!("{{ type {address}; flags interval; }}")),
-            SetKind::AddressPorts => (
-                "set",
-                format!("{{ type {address} . inet_proto . inet_service; }}"),
-            ),
-            SetKind::Verdict => ("map", "{ type ifname : verdict; }".to_string()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetView {
-    pub kind: SetKind,
-    pub elements: BTreeSet<Element>,
-    /// Holds elements that could not be parsed: refill it instead of diffing.
-    pub opaque: bool,
 }
 
 /// One table's chains (with their rules when desired) and sets/maps (with elements).
