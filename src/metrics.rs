@@ -35,6 +35,7 @@ pub struct Metrics {
     pub ipam_pool_size: GaugeVec,
     pub ipam_operation_seconds: HistogramVec,
     pub cni_requests_total: IntCounterVec,
+    pub policy_nft: crate::dataplane::policy::PolicyNftMetrics,
     pub build_info: IntGauge,
 }
 
@@ -205,6 +206,7 @@ impl Metrics {
                 "CNI requests served by the daemon, by command and result",
                 &["command", "result"],
             ),
+            policy_nft: crate::dataplane::policy::PolicyNftMetrics::new(r),
             build_info: register(
                 r,
                 IntGauge::with_opts(

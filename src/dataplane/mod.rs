@@ -15,5 +15,6 @@ pub mod nat;
 pub mod netlink;
 mod netlink_messages;
 pub mod ownership;
+pub mod policy;
 pub mod reconcile;
 pub mod sysctl;
