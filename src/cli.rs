@@ -90,9 +90,11 @@ pub enum LabAction {
     /// then print a summary.
     Up(crate::lab::UpArgs),
     /// Show nodes, daemon health, BGP sessions and pods.
-    Status,
+    Status(crate::lab::verbs::StatusArgs),
     /// Make every pod ping every other pod; print the matrix and the loss (non-zero exit on loss).
     Ping,
     /// Stop everything the lab started and remove its namespaces and files (safe to repeat).
     Down,
+    #[command(flatten)]
+    More(crate::lab::verbs::LabVerb),
 }

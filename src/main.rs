@@ -130,7 +130,11 @@ fn lab(command: starling::cli::LabCommand) -> ExitCode {
             }
             true
         }),
-        LabAction::Status => lab::status(options).map(|text| {
+        LabAction::Status(args) if args.json => lab::verbs::status_json(options).map(|json| {
+            println!("{json:#}");
+            true
+        }),
+        LabAction::Status(_) => lab::status(options).map(|text| {
             print!("{text}");
             true
         }),
@@ -142,6 +146,7 @@ fn lab(command: starling::cli::LabCommand) -> ExitCode {
             println!("lab {:?} is down", options.name);
             true
         }),
+        LabAction::More(verb) => lab::verbs::run(options, verb),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -26,6 +26,8 @@ mod ipip;
 mod mtu;
 #[path = "lab_e2e/no_flap.rs"]
 mod no_flap;
+#[path = "lab_e2e/policy_model.rs"]
+mod policy_model;
 #[path = "support/requirements.rs"]
 mod requirements;
 #[path = "support/vm.rs"]

@@ -5,12 +5,19 @@
 //! `/run/starling-lab/<name>`); `down` stops those processes and also sweeps every namespace
 //! carrying the lab's prefix, so it cleans up after a crash and is safe to run twice.
 
+pub mod controllers;
 pub mod daemons;
 pub mod etcd;
+pub mod labels;
+pub mod manifests;
 pub mod ping;
 pub mod pods;
+pub mod probe;
 pub mod resources;
+pub mod serve;
 pub mod topology;
+pub mod verbs;
+pub mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -129,6 +136,9 @@ pub struct LabState {
     pub etcd_endpoints: String,
     pub daemon_pids: Vec<u32>,
     pub pods: Vec<LabPod>,
+    /// Kubernetes namespaces and their labels (`lab namespace add`, `lab apply`).
+    #[serde(default)]
+    pub namespaces: std::collections::BTreeMap<String, labels::Labels>,
 }
 
 fn one() -> usize {
@@ -139,6 +149,11 @@ impl LabState {
     /// Node `index`'s address on its subnet.
     pub fn node_address(&self, index: usize) -> std::net::Ipv4Addr {
         topology::node_address_in(index, self.subnets)
+    }
+
+    /// Whether namespace `name` exists (`default` always does).
+    pub fn has_namespace(&self, name: &str) -> bool {
+        name == pods::DEFAULT_NAMESPACE || self.namespaces.contains_key(name)
     }
 
     fn path(state_dir: &Path) -> PathBuf {
@@ -159,7 +174,7 @@ impl LabState {
     }
 }
 
-fn require_root() -> Result<()> {
+pub(crate) fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the lab creates network namespaces: run it as root");
     }
@@ -222,6 +237,7 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
         etcd_endpoints: args.etcd_endpoints.clone().unwrap_or_else(etcd::endpoint),
         daemon_pids: Vec::new(),
         pods: Vec::new(),
+        namespaces: Default::default(),
     };
     if args.etcd_endpoints.is_none() {
         progress("starting a private etcd");
@@ -238,6 +254,20 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
         &state.etcd_endpoints,
         resources::for_mode(args.mode),
     )?;
+    // The `default` namespace exists from the start, as in any cluster.
+    let default_labels =
+        controllers::namespace_labels(pods::DEFAULT_NAMESPACE, &Default::default());
+    etcd::put_all(
+        &names,
+        &state.etcd_endpoints,
+        vec![
+            controllers::namespace_profile(pods::DEFAULT_NAMESPACE, &default_labels)
+                .map(|(key, value)| (key, controllers::with_server_metadata(value, None)))?,
+        ],
+    )?;
+    state
+        .namespaces
+        .insert(pods::DEFAULT_NAMESPACE.to_string(), default_labels);
 
     progress("starting one starling daemon per node");
     for index in 1..=args.nodes {
@@ -298,7 +328,7 @@ pub fn summary(options: &LabOptions, state: &LabState) -> String {
             .map(|p| {
                 format!(
                     "{}={}",
-                    p.name(),
+                    p.qualified(),
                     p.address.map(|a| a.to_string()).unwrap_or_default()
                 )
             })
@@ -414,6 +444,9 @@ pub fn down(options: &LabOptions) -> Result<()> {
     let names = options.names()?;
     let state_dir = options.state_dir();
     if let Ok(state) = LabState::load(&state_dir) {
+        for pid in state.pods.iter().filter_map(|pod| pod.server_pid) {
+            daemons::stop(pid, Duration::from_secs(2));
+        }
         for pid in &state.daemon_pids {
             daemons::stop(*pid, Duration::from_secs(5));
         }

@@ -78,7 +78,7 @@ fn ping(namespace: &str, address: IpAddr) -> bool {
 
 /// Pings every ordered pair, a few pairs at a time.
 pub fn matrix(pods: &[LabPod]) -> PingMatrix {
-    let names: Vec<String> = pods.iter().map(LabPod::name).collect();
+    let names: Vec<String> = pods.iter().map(LabPod::qualified).collect();
     let mut reached = vec![vec![true; pods.len()]; pods.len()];
     let mut jobs = Vec::new();
     for (i, from) in pods.iter().enumerate() {
