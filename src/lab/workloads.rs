@@ -317,6 +317,22 @@ pub fn apply(options: &LabOptions, file: &PathBuf) -> Result<String> {
         manifests::parse(&text).map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
     let names = options.names()?;
     with_state(options, |state| {
+        // Every namespace a policy names must exist (or come earlier in the file) before
+        // anything is written.
+        let mut known: Vec<&str> = Vec::new();
+        for document in &documents {
+            match document {
+                Document::Namespace { name, .. } => known.push(name),
+                Document::Stored {
+                    reference,
+                    namespace: Some(namespace),
+                    ..
+                } if !state.has_namespace(namespace) && !known.contains(&namespace.as_str()) => {
+                    bail!("{reference}: namespaces {namespace:?} not found");
+                }
+                Document::Stored { .. } => {}
+            }
+        }
         let mut out = String::new();
         for document in documents {
             match document {
@@ -326,15 +342,10 @@ pub fn apply(options: &LabOptions, file: &PathBuf) -> Result<String> {
                 }
                 Document::Stored {
                     reference,
-                    namespace,
                     key,
                     value,
+                    ..
                 } => {
-                    if let Some(namespace) = &namespace {
-                        if !state.has_namespace(namespace) {
-                            bail!("{reference}: namespaces {namespace:?} not found");
-                        }
-                    }
                     let stored = etcd::get(&names, &state.etcd_endpoints, &key)?;
                     let value = controllers::with_server_metadata(value, stored.as_ref());
                     let verdict = match &stored {

@@ -277,6 +277,24 @@ spec: {tier: security, order: 1, selector: all(), ingress: [{action: Pass}], egr
             "{key}"
         );
     }
+    // A file naming a namespace that does not exist writes nothing, not even what comes first.
+    std::fs::write(
+        &manifest,
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: early}\n\
+         spec: {selector: all()}\n---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n\
+         metadata: {name: p, namespace: nope}\nspec: {selector: all()}\n",
+    )
+    .unwrap();
+    let error = workloads::apply(options, &manifest).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "networkpolicy.projectcalico.org/p: namespaces \"nope\" not found"
+    );
+    let early = controllers::key("globalnetworkpolicies", None, "early");
+    assert_eq!(
+        etcd::get(&names, &lab.state.etcd_endpoints, &early).unwrap(),
+        None
+    );
     let _ = std::fs::remove_file(&manifest);
 
     // Probes run in parallel: a pod nobody reaches (its link is down) costs about one timeout
