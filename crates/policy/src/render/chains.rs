@@ -91,7 +91,7 @@ pub(crate) fn pipeline_owners(pipeline: &Pipeline) -> impl Iterator<Item = Owner
 /// An endpoint's chain for one direction. Tiers in order: the pass mark is cleared, each policy
 /// is jumped to while no policy of the tier passed (the first one always), and a tier whose
 /// default is Deny drops what no policy passed (an Allow or Deny never comes back). Then the
-/// profiles, then drop.
+/// pass mark is cleared again, the profiles jumped to, and the rest dropped.
 pub(crate) fn endpoint_chain(
     interface: &str,
     direction: Direction,
@@ -121,6 +121,13 @@ pub(crate) fn endpoint_chain(
                 rules.push(format!("{unpassed} drop"));
             }
         }
+    }
+    if !pipeline.tiers.is_empty() {
+        // A pass out of the last tier must not leave our bit on the packet.
+        rules.push(format!(
+            "meta mark set meta mark & {}",
+            mark(!config.pass_mark)
+        ));
     }
     for profile in &pipeline.profiles {
         let target = names::owner_chain(&Owner::Profile(profile.clone()), direction);

@@ -16,7 +16,7 @@
 //! * maps `from-wl` / `to-wl` (`ifname : verdict`): `"<iface>" : goto fw-<iface>` / `tw-<iface>`.
 //! * `fw-<iface>` / `tw-<iface>` — an endpoint's egress / ingress pipeline: per tier, clear the
 //!   pass mark, jump each policy chain while the pass mark is clear, drop unless passed (tier
-//!   default Deny); then jump each profile; then drop.
+//!   default Deny); clear the pass mark, jump each profile; then drop.
 //! * `po-<policy>` / `pi-<policy>`, `pro-<profile>` / `pri-<profile>` — rules of one policy or
 //!   profile in one direction: Allow `accept`, Deny `drop`, Pass sets the pass mark and returns
 //!   (in a profile: returns), Log logs and goes on.

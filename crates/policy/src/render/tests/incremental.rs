@@ -221,7 +221,7 @@ fn resync_of_a_correct_ruleset_is_empty_and_repairs_only_what_differs() {
     );
     assert_eq!(
         lines_with(script, &["add rule ip starling tw-calibbbb"]).len(),
-        5
+        6
     );
     assert!(script.contains("flush chain ip starling pi-stale\n"));
     assert!(script.contains("delete chain ip starling pi-stale\n"));
@@ -229,7 +229,7 @@ fn resync_of_a_correct_ruleset_is_empty_and_repairs_only_what_differs() {
     assert!(script.contains(&format!("add element ip starling {name} {{ 10.0.0.1 }}")));
     assert!(script.contains("delete element ip starling to-wl { \"calizzzz\" }"));
     assert!(script.contains(&format!("flush set ip6 starling {name}\n")));
-    assert_eq!(lines_with(script, &["add rule"]).len(), 5, "{script}");
+    assert_eq!(lines_with(script, &["add rule"]).len(), 6, "{script}");
     assert_eq!(transaction.touched.objects(), 6, "{script}");
 
     // An empty kernel gets everything, table first.

@@ -60,12 +60,13 @@ fn endpoint_chain_runs_tiers_then_profiles_then_drops() {
     assert_eq!(rules[0], "meta mark set meta mark & 0xfffdffff");
     assert_eq!(rules[1], "jump pi-knp/ns/deny-b");
     assert_eq!(rules[2], "meta mark & 0x00020000 == 0x00000000 drop");
-    assert_eq!(rules[3], "jump pri-kns.ns");
+    assert_eq!(rules[3], "meta mark set meta mark & 0xfffdffff");
+    assert_eq!(rules[4], "jump pri-kns.ns");
     assert!(
-        rules[4].starts_with("drop comment \"starling h="),
+        rules[5].starts_with("drop comment \"starling h="),
         "{rules:?}"
     );
-    assert!(rules[4].ends_with(" n=5\""), "{rules:?}");
+    assert!(rules[5].ends_with(" n=6\""), "{rules:?}");
     // Egress has no tier: the profile, then drop.
     let egress = &renderer.table(Family::V4).rules["fw-calibbbb"];
     assert_eq!(egress[0], "jump pro-kns.ns");
@@ -99,7 +100,7 @@ fn later_policies_of_a_tier_run_only_while_nothing_passed_and_pass_tiers_do_not_
             "meta mark set meta mark & 0xfffdffff",
             "jump pi-knp/ns/p3",
             "meta mark & 0x00020000 == 0x00000000 drop",
-            "jump pri-kns.ns",
+            "meta mark set meta mark & 0xfffdffff",
         ]
     );
     // Policies missing from the program still get (empty) chains: the jump must resolve.
