@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::bgp::speaker::SpeakerHandle;
 use crate::dataplane::driver::DriverStatus;
+use crate::datastore::etcd_tls::EtcdTlsFiles;
 use crate::datastore::{etcd::EtcdStore, kube::KubeStore, AnyDatastore};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
@@ -144,17 +145,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<AnyDatastore> {
             cert_file,
             key_file,
         } => {
-            if ca_cert_file.is_some() || cert_file.is_some() || key_file.is_some() {
-                // The etcd backend connects without client TLS so far; say so instead of
-                // failing later with an opaque handshake error.
-                tracing::warn!(
-                    "ETCD_CA_CERT_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE are not used yet: \
-                     connecting without client TLS"
-                );
-            }
-            let store = EtcdStore::connect(endpoints)
-                .await
-                .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
+            let files = EtcdTlsFiles {
+                ca_cert_file: ca_cert_file.clone(),
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            };
+            let store = EtcdStore::connect_with_tls(endpoints, &files).await?;
             Ok(AnyDatastore::Etcd(store))
         }
     }

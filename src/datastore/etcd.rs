@@ -12,6 +12,7 @@ use etcd_client::{
 };
 use futures::stream::{self, BoxStream, StreamExt};
 
+use super::etcd_tls::{self, EtcdConnectError, EtcdTlsFiles};
 use super::{
     decode_etcd, keys, warn_invalid, Datastore, Revision, StoreError, StoredKind, Versioned,
     WatchEvent,
@@ -53,14 +54,40 @@ fn parse_revision(key: &str, revision: &Revision) -> Result<i64, StoreError> {
 }
 
 impl EtcdStore {
-    /// Connects to the comma-separated endpoints (e.g. `http://127.0.0.1:2379`).
-    pub async fn connect(endpoints: &[String]) -> Result<EtcdStore, StoreError> {
-        let options = ConnectOptions::new()
+    fn options() -> ConnectOptions {
+        ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
-        let client = Client::connect(endpoints, Some(options))
+            .with_timeout(Duration::from_secs(10))
+    }
+
+    /// Connects to plain-http endpoints (e.g. `http://127.0.0.1:2379`) without any check.
+    pub async fn connect(endpoints: &[String]) -> Result<EtcdStore, StoreError> {
+        let client = Client::connect(endpoints, Some(Self::options()))
             .await
             .map_err(|e| unavailable(&endpoints.join(","), e))?;
+        Ok(EtcdStore {
+            client: Box::new(client),
+        })
+    }
+
+    /// Connects with calico-node's TLS files, which are checked first, and probes every https
+    /// endpoint once so that a TLS misconfiguration is an error naming the endpoint and the
+    /// file ([`etcd_tls`]); endpoints that do not answer yet are left to the caller's retries.
+    pub async fn connect_with_tls(
+        endpoints: &[String],
+        files: &EtcdTlsFiles,
+    ) -> Result<EtcdStore, EtcdConnectError> {
+        let mut options = Self::options();
+        if let Some(tls) = etcd_tls::tls_settings(endpoints, files)? {
+            etcd_tls::probe(endpoints, &tls, files).await?;
+            options = options.with_tls(tls.options);
+        }
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|error| EtcdConnectError::Connect {
+                endpoints: endpoints.join(","),
+                reason: error.to_string(),
+            })?;
         Ok(EtcdStore {
             client: Box::new(client),
         })

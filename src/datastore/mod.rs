@@ -11,6 +11,7 @@
 
 pub mod endpoints;
 pub mod etcd;
+pub mod etcd_tls;
 pub mod keys;
 pub mod kinds;
 pub mod kinds_config;

@@ -2,8 +2,8 @@
 //!
 //! The library functions (`show`, `check`, `release`, `reserve`) return text and a problem count;
 //! only `main` prints and picks the exit code. The datastore comes from a deliberately small
-//! environment parser (`DATASTORE_TYPE`, `ETCD_ENDPOINTS`; `KUBECONFIG` is read by kube-rs) kept here
-//! so it can be swapped for the shared configuration module.
+//! environment parser (`DATASTORE_TYPE`, `ETCD_ENDPOINTS`, the `ETCD_*_FILE` TLS files; `KUBECONFIG`
+//! is read by kube-rs) kept here so it can be swapped for the shared configuration module.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
 use crate::datastore::etcd::EtcdStore;
+use crate::datastore::etcd_tls::EtcdTlsFiles;
 use crate::datastore::kube::KubeStore;
 use crate::datastore::{AnyDatastore, Datastore};
 use crate::resources::FromResource;
@@ -71,11 +72,15 @@ pub struct ReserveArgs {
 /// Which datastore to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatastoreChoice {
-    Etcd { endpoints: Vec<String> },
+    Etcd {
+        endpoints: Vec<String>,
+        tls: EtcdTlsFiles,
+    },
     Kubernetes,
 }
 
-/// Reads `DATASTORE_TYPE` (`etcdv3` or `kubernetes`, default kubernetes) and `ETCD_ENDPOINTS`.
+/// Reads `DATASTORE_TYPE` (`etcdv3` or `kubernetes`, default kubernetes), `ETCD_ENDPOINTS` and
+/// calico-node's `ETCD_CA_CERT_FILE`, `ETCD_CERT_FILE`, `ETCD_KEY_FILE`.
 pub fn datastore_from_env(get: impl Fn(&str) -> Option<String>) -> Result<DatastoreChoice, String> {
     let kind = get("DATASTORE_TYPE").unwrap_or_else(|| "kubernetes".to_string());
     match kind.trim() {
@@ -89,7 +94,8 @@ pub fn datastore_from_env(get: impl Fn(&str) -> Option<String>) -> Result<Datast
             if endpoints.is_empty() {
                 return Err("ETCD_ENDPOINTS lists no endpoint".to_string());
             }
-            Ok(DatastoreChoice::Etcd { endpoints })
+            let tls = EtcdTlsFiles::from_env(&get);
+            Ok(DatastoreChoice::Etcd { endpoints, tls })
         }
         "kubernetes" | "" => Ok(DatastoreChoice::Kubernetes),
         other => Err(format!(
@@ -98,10 +104,10 @@ pub fn datastore_from_env(get: impl Fn(&str) -> Option<String>) -> Result<Datast
     }
 }
 
-pub async fn connect(choice: &DatastoreChoice) -> Result<AnyDatastore, StoreError> {
+pub async fn connect(choice: &DatastoreChoice) -> anyhow::Result<AnyDatastore> {
     Ok(match choice {
-        DatastoreChoice::Etcd { endpoints } => {
-            AnyDatastore::Etcd(EtcdStore::connect(endpoints).await?)
+        DatastoreChoice::Etcd { endpoints, tls } => {
+            AnyDatastore::Etcd(EtcdStore::connect_with_tls(endpoints, tls).await?)
         }
         DatastoreChoice::Kubernetes => AnyDatastore::Kube(KubeStore::connect().await?),
     })
@@ -309,7 +315,25 @@ mod tests {
                 ("ETCD_ENDPOINTS", "http://a:2379, http://b:2379")
             ])),
             Ok(DatastoreChoice::Etcd {
-                endpoints: vec!["http://a:2379".into(), "http://b:2379".into()]
+                endpoints: vec!["http://a:2379".into(), "http://b:2379".into()],
+                tls: EtcdTlsFiles::default(),
+            })
+        );
+        assert_eq!(
+            datastore_from_env(env(&[
+                ("DATASTORE_TYPE", "etcdv3"),
+                ("ETCD_ENDPOINTS", "https://a:2379"),
+                ("ETCD_CA_CERT_FILE", "/etc/etcd/ca.pem"),
+                ("ETCD_CERT_FILE", "/etc/etcd/cert.pem"),
+                ("ETCD_KEY_FILE", ""),
+            ])),
+            Ok(DatastoreChoice::Etcd {
+                endpoints: vec!["https://a:2379".into()],
+                tls: EtcdTlsFiles {
+                    ca_cert_file: Some("/etc/etcd/ca.pem".into()),
+                    cert_file: Some("/etc/etcd/cert.pem".into()),
+                    key_file: None,
+                },
             })
         );
         assert_eq!(
