@@ -48,6 +48,31 @@ pub enum Command {
     /// Ask the running daemon on this node (like `calicoctl node`).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Network policy of the running daemon on this node.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Why a connection is allowed or denied: the verdict and the tier, policy and rule that
+    /// decided, from the daemon's compiled policy. Only this node's endpoints are evaluated
+    /// (the egress of a local source, the ingress of a local destination).
+    Explain {
+        /// `NAMESPACE/POD` or an IP address.
+        source: String,
+        /// `NAMESPACE/POD` or an IP address.
+        destination: String,
+        /// `PROTO/PORT`, e.g. `TCP/80`, `UDP/53`, `ICMP/8`.
+        packet: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's control socket (default: STARLING_CONTROL_SOCKET, else
+        /// /var/run/calico/starling.sock).
+        #[arg(long, value_name = "PATH", env = "STARLING_CONTROL_SOCKET")]
+        socket: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netns;
 pub mod policy;
+pub mod policy_metrics;
 pub mod resources;
 pub mod route_deltas;
 pub mod run_args;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, CniCommand, Command, CrdsArgs, NodeCommand};
+use starling::cli::{Cli, CniCommand, Command, CrdsArgs, NodeCommand, PolicyCommand};
 use starling::run_args::RunArgs;
 use starling_model::config::Config;
 
@@ -33,6 +33,13 @@ fn main() -> ExitCode {
         Command::Ipam { command } => starling::ipam::cli::main(&command),
         Command::Lab(command) => lab(command),
         Command::Node(NodeCommand::Status { socket }) => node_status(socket),
+        Command::Policy(PolicyCommand::Explain {
+            source,
+            destination,
+            packet,
+            json,
+            socket,
+        }) => policy_explain(socket, &source, &destination, &packet, json),
     }
 }
 
@@ -89,6 +96,46 @@ fn node_status(socket: Option<std::path::PathBuf>) -> ExitCode {
         }
         Err(error) => {
             eprintln!("starling node status: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy_explain(
+    socket: Option<std::path::PathBuf>,
+    source: &str,
+    destination: &str,
+    packet: &str,
+    json: bool,
+) -> ExitCode {
+    use starling::policy::explain_view::ExplainReply;
+    let path =
+        socket.unwrap_or_else(|| std::path::PathBuf::from(starling::control::DEFAULT_SOCKET));
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let query = starling::daemon::control::query_policy_explain(&path, source, destination, packet);
+    match runtime.block_on(query) {
+        Ok(ExplainReply::Answer(view)) => {
+            if json {
+                match serde_json::to_string_pretty(&view) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("starling policy explain: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", view.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(ExplainReply::Error { error }) => {
+            eprintln!("starling policy explain: {error}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("starling policy explain: {error}");
             ExitCode::FAILURE
         }
     }

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub ipam_operation_seconds: HistogramVec,
     pub cni_requests_total: IntCounterVec,
     pub policy_nft: crate::dataplane::policy::PolicyNftMetrics,
+    pub policy_engine: crate::policy_metrics::PolicyEngineMetrics,
     pub build_info: IntGauge,
 }
 
@@ -207,6 +208,7 @@ impl Metrics {
                 &["command", "result"],
             ),
             policy_nft: crate::dataplane::policy::PolicyNftMetrics::new(r),
+            policy_engine: crate::policy_metrics::PolicyEngineMetrics::new(r),
             build_info: register(
                 r,
                 IntGauge::with_opts(

@@ -96,6 +96,7 @@ impl Cluster {
             sysctl_root: None,
             manage_nat: false,
             bgp_grace: Duration::from_secs(30),
+            policy: false,
         };
         let store = self.store.clone();
         self.daemon = Some(

@@ -108,6 +108,7 @@ fn routes_are_programmed_survive_a_relist_and_stay_after_shutdown() {
             sysctl_root: None,
             manage_nat: false,
             bgp_grace: Duration::from_secs(30),
+            policy: false,
         };
         let handle = starling::daemon::start(config, store, options).await.unwrap();
 

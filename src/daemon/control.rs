@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::ipam_service::IpamService;
+use super::policy::PolicyRequest;
 use crate::bgp::speaker::SpeakerHandle;
 use crate::cni::ipam_protocol::{IpamRequest, IpamResponse};
 use crate::control::{self, ControlError};
+use crate::policy::explain_view::ExplainReply;
 use crate::status::NodeStatus;
 
 /// Requests that are the daemon's own (not IPAM).
@@ -24,6 +26,12 @@ use crate::status::NodeStatus;
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum DaemonRequest {
     NodeStatus,
+    /// `starling policy explain SOURCE DESTINATION PACKET` (`NS/POD` or an address; `TCP/80`).
+    PolicyExplain {
+        source: String,
+        destination: String,
+        packet: String,
+    },
 }
 
 /// Any request on the control socket.
@@ -39,6 +47,7 @@ pub enum ControlRequest {
 #[serde(untagged)]
 pub enum ControlResponse {
     NodeStatus(NodeStatus),
+    PolicyExplain(ExplainReply),
     Ipam(IpamResponse),
 }
 
@@ -49,6 +58,8 @@ pub struct ControlState {
     pub bgp_enabled: bool,
     pub speaker: Arc<Mutex<Option<SpeakerHandle>>>,
     pub ipam: Arc<IpamService>,
+    /// The policy thread, when this daemon enforces policy.
+    pub policy: Option<mpsc::Sender<PolicyRequest>>,
 }
 
 impl ControlState {
@@ -64,11 +75,47 @@ impl ControlState {
         }
     }
 
+    async fn policy_explain(
+        &self,
+        source: String,
+        destination: String,
+        packet: String,
+    ) -> ExplainReply {
+        let error = |error: &str| ExplainReply::Error {
+            error: error.to_string(),
+        };
+        let Some(policy) = &self.policy else {
+            return error("this daemon does not enforce policy (no policy thread)");
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = PolicyRequest::Explain {
+            source,
+            destination,
+            packet,
+            reply,
+        };
+        if policy.send(request).await.is_err() {
+            return error("the policy thread has stopped");
+        }
+        match tokio::time::timeout(Duration::from_secs(5), answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => error("the policy thread dropped the request"),
+            Err(_) => error("the policy thread did not answer within 5 s (busy committing)"),
+        }
+    }
+
     pub async fn handle(&self, request: ControlRequest) -> ControlResponse {
         match request {
             ControlRequest::Daemon(DaemonRequest::NodeStatus) => {
                 ControlResponse::NodeStatus(self.node_status().await)
             }
+            ControlRequest::Daemon(DaemonRequest::PolicyExplain {
+                source,
+                destination,
+                packet,
+            }) => ControlResponse::PolicyExplain(
+                self.policy_explain(source, destination, packet).await,
+            ),
             ControlRequest::Ipam(request) => {
                 ControlResponse::Ipam(self.ipam.handle(*request).await)
             }
@@ -95,6 +142,21 @@ pub async fn serve(path: PathBuf, state: ControlState) {
 /// `starling node status`: asks the daemon at `path`.
 pub async fn query_node_status(path: &std::path::Path) -> Result<NodeStatus, ControlError> {
     control::call(path, &DaemonRequest::NodeStatus, Duration::from_secs(10)).await
+}
+
+/// `starling policy explain`: asks the daemon at `path`.
+pub async fn query_policy_explain(
+    path: &std::path::Path,
+    source: &str,
+    destination: &str,
+    packet: &str,
+) -> Result<ExplainReply, ControlError> {
+    let request = DaemonRequest::PolicyExplain {
+        source: source.to_string(),
+        destination: destination.to_string(),
+        packet: packet.to_string(),
+    };
+    control::call(path, &request, Duration::from_secs(10)).await
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod ipam_service;
+pub mod policy;
 mod state_loop;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use crate::datastore::etcd_tls::EtcdTlsFiles;
 use crate::datastore::{etcd::EtcdStore, kube::KubeStore, AnyDatastore};
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
+use crate::policy::inputs::InputKind;
 use crate::route_deltas::{self, DeltaSender};
 use crate::startup::{self, StartupOutcome};
 use crate::syncer::{Backoff, Syncer, SyncerContext};
@@ -65,6 +67,10 @@ pub struct DaemonOptions {
     pub manage_nat: bool,
     /// calico-node's readiness threshold for BGP (reference §7.2).
     pub bgp_grace: Duration,
+    /// Enforce network policy in nftables (the policy thread, health reporter `policy`).
+    /// Production always does; in-process tests on the fake kernel must not (nft would program
+    /// the test's own namespace).
+    pub policy: bool,
 }
 
 impl DaemonOptions {
@@ -83,6 +89,7 @@ impl DaemonOptions {
             sysctl_root: Some(PathBuf::from(crate::dataplane::sysctl::PROC_SYS)),
             manage_nat: true,
             bgp_grace: health::BGP_GRACE,
+            policy: true,
         }
     }
 }
@@ -259,6 +266,18 @@ pub async fn start(
         metrics.clone(),
     )
     .context("starting the dataplane thread")?;
+    // Spawned here, like the dataplane thread, so that it runs in the caller's namespace.
+    let policy = match (&store, options.policy) {
+        (AnyDatastore::Memory(_), true) => {
+            tracing::warn!("the in-memory datastore holds no policy: policy is not enforced");
+            None
+        }
+        (_, true) => Some(
+            policy::spawn(metrics.clone(), health.clone(), resync_interval)
+                .context("starting the policy thread")?,
+        ),
+        (_, false) => None,
+    };
     let (stopping_sender, stopping) = watch::channel(false);
     let (computed_sender, computed) = watch::channel(None);
     let driver_status = dataplane.status.clone();
@@ -276,6 +295,7 @@ pub async fn start(
         computed: computed_sender,
         dataplane,
         route_deltas,
+        policy,
     };
     let task = tokio::spawn(main.run());
     Ok(DaemonHandle {
@@ -305,6 +325,7 @@ struct Main {
     computed: watch::Sender<Option<Arc<Computed>>>,
     dataplane: dataplane::DataplaneHandle,
     route_deltas: DeltaSender,
+    policy: Option<policy::PolicyHandle>,
 }
 
 impl Main {
@@ -334,6 +355,39 @@ impl Main {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
+    }
+
+    /// Starts the policy watchers and hands them to the policy thread; returns where to send
+    /// explain requests.
+    fn start_policy(
+        &mut self,
+        node_name: &str,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> Option<mpsc::Sender<policy::PolicyRequest>> {
+        let handle = self.policy.take()?;
+        let (sink, updates) = mpsc::channel(1024);
+        let (kinds, watchers) = match &self.store {
+            AnyDatastore::Etcd(store) => (
+                InputKind::ETCD.to_vec(),
+                crate::policy::watch::spawn_etcd(store, sink),
+            ),
+            AnyDatastore::Kube(store) => (
+                InputKind::KUBE.to_vec(),
+                crate::policy::watch::spawn_kube(&store.client(), sink),
+            ),
+            AnyDatastore::Memory(_) => return None,
+        };
+        tasks.extend(watchers);
+        let start = policy::PolicyStart {
+            node_name: node_name.to_string(),
+            kinds,
+            updates,
+        };
+        if handle.start.send(start).is_err() {
+            tracing::error!("the policy thread ended before it started: policy is not enforced");
+            return None;
+        }
+        Some(handle.requests)
     }
 
     async fn run(mut self) {
@@ -387,6 +441,7 @@ impl Main {
                 self.bgp_grace,
             )));
         }
+        let policy_requests = self.start_policy(&node_name, &mut tasks);
         let control_state = control::ControlState {
             node_name: node_name.clone(),
             bgp_enabled,
@@ -398,6 +453,7 @@ impl Main {
                 self.computed.subscribe(),
                 self.metrics.clone(),
             )),
+            policy: policy_requests,
         };
         tasks.push(tokio::spawn(control::serve(
             self.config.control_socket.clone(),

@@ -8,6 +8,7 @@
 pub mod controllers;
 pub mod daemons;
 pub mod etcd;
+pub mod explain;
 pub mod labels;
 pub mod manifests;
 pub mod ping;

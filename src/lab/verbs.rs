@@ -38,6 +38,9 @@ pub enum LabVerb {
     Delete(FileArgs),
     /// Every pod connects to every other pod on one protocol and port; prints the matrix.
     Probe(ProbeArgs),
+    /// Why one pod may or may not reach another: the verdict and the tier, policy and rule that
+    /// decided, from the daemons of the two pods' nodes.
+    Explain(super::explain::ExplainArgs),
     /// Serve ports inside a pod's namespace (run by `lab pod add --serve`).
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -211,6 +214,14 @@ pub fn run(options: &LabOptions, verb: LabVerb) -> Result<bool> {
                 println!("{}", serde_json::to_string(&matrix)?);
             } else {
                 print!("{}", matrix.render());
+            }
+        }
+        LabVerb::Explain(args) => {
+            let view = super::explain::explain(options, &args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                print!("{}", view.text);
             }
         }
         LabVerb::Serve(args) => serve::run(&args.ports, args.ready_file.as_deref())?,

@@ -97,6 +97,7 @@ pub async fn start_daemon(
         sysctl_root: None,
         manage_nat: false,
         bgp_grace: Duration::from_secs(30),
+        policy: false,
     };
     let handle = starling::daemon::start(config, store, options)
         .await
