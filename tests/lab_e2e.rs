@@ -26,8 +26,14 @@ mod ipip;
 mod mtu;
 #[path = "lab_e2e/no_flap.rs"]
 mod no_flap;
+#[path = "lab_e2e/policy_calico.rs"]
+mod policy_calico;
+#[path = "lab_e2e/policy_conformance.rs"]
+mod policy_conformance;
 #[path = "lab_e2e/policy_model.rs"]
 mod policy_model;
+#[path = "lab_e2e/policy_support.rs"]
+mod policy_support;
 #[path = "support/requirements.rs"]
 mod requirements;
 #[path = "support/vm.rs"]

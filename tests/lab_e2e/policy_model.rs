@@ -13,28 +13,11 @@ use serde_json::{json, Value};
 
 use starling::lab::serve::Protocol;
 use starling::lab::workloads::{self, LabelTarget, PodRequest};
-use starling::lab::{self, controllers, etcd, serve, topology, verbs, LabState, Mode};
+use starling::lab::{self, controllers, etcd, topology, verbs, LabState, Mode};
 
+use super::policy_support::{build_model, PODS, PROBES};
 use super::requirements::require_root;
 use super::{logs, poll, Lab};
-
-const NAMESPACES: [&str; 3] = ["x", "y", "z"];
-const PODS: [&str; 3] = ["a", "b", "c"];
-const SERVE: &str =
-    "serve-80-tcp=tcp/80,serve-80-udp=udp/80,serve-81-tcp=tcp/81,serve-81-udp=udp/81";
-const PROBES: [(Protocol, u16); 4] = [
-    (Protocol::Tcp, 80),
-    (Protocol::Tcp, 81),
-    (Protocol::Udp, 80),
-    (Protocol::Udp, 81),
-];
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn stored(lab: &Lab, key: &str) -> Value {
     etcd::get(&lab.names(), &lab.state.etcd_endpoints, key)
@@ -89,27 +72,9 @@ fn conformance_model_is_reachable_and_recorded_like_calico() {
     let lab = Lab::up("e2epol", Mode::Vxlan, 3, 0);
     assert!(lab.state.pods.is_empty(), "--pods-per-node 0 made pods");
     let options = &lab.options;
-    for namespace in NAMESPACES {
-        workloads::add_namespace(options, namespace, &labels(&[("ns", namespace)])).unwrap();
-    }
+    build_model(&lab);
     let error = workloads::add_namespace(options, "x", &BTreeMap::new()).unwrap_err();
     assert!(error.to_string().contains("already exists"), "{error:#}");
-    for namespace in NAMESPACES {
-        for (index, pod) in PODS.into_iter().enumerate() {
-            workloads::add_pod(
-                options,
-                &PodRequest {
-                    namespace: namespace.to_string(),
-                    name: pod.to_string(),
-                    node: Some(index + 1),
-                    labels: labels(&[("pod", pod)]),
-                    service_account: None,
-                    serve: serve::parse_list(SERVE).unwrap(),
-                },
-            )
-            .unwrap_or_else(|error| panic!("pod {namespace}/{pod}: {error:#}"));
-        }
-    }
     let unknown = PodRequest {
         namespace: "w".into(),
         name: "a".into(),
