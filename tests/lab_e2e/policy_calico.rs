@@ -5,7 +5,7 @@
 
 use starling::lab::serve::Protocol::{Tcp, Udp};
 
-use super::policy_support::{all, Conformance};
+use super::policy_support::{all, Conformance, Why};
 
 const TIERS: &str = r#"apiVersion: projectcalico.org/v3
 kind: Tier
@@ -102,12 +102,30 @@ pub fn tiers_order_deny_pass(c: &mut Conformance) {
             to.ns != "z" || from.is("x/b") || (from.ns != "x" && protocol == Tcp)
         },
     );
+    let rule = |tier, policy, action| {
+        Some(Why::Rule {
+            tier,
+            policy,
+            rule: 0,
+            action,
+        })
+    };
+    let allow_xb_rule = rule("security", "gnp/security.allow-xb", "Allow");
+    let deny_x_rule = rule("security", "gnp/security.deny-x", "Deny");
+    let profile_x = Some(Why::Profile("kns.x"));
+    c.assert_explained("x/b", "z/a", "TCP/80", profile_x, allow_xb_rule);
+    c.assert_explained("x/a", "z/b", "UDP/81", None, deny_x_rule);
+    let tcp_rule = rule("platform", "np/z/platform.tcp-only", "Allow");
+    c.assert_explained("y/a", "z/c", "TCP/81", None, tcp_rule);
+    let platform_end = Some(Why::TierDefault("platform"));
+    c.assert_explained("y/b", "z/a", "UDP/80", None, platform_end);
     // Allow after Deny: x/b is denied with the rest of x.
     c.apply(&allow_xb(20));
     c.expect(
         "security's allow ordered after its deny",
         |from, to, protocol, _| to.ns != "z" || (from.ns != "x" && protocol == Tcp),
     );
+    c.assert_explained("x/b", "z/a", "TCP/80", None, deny_x_rule);
     c.apply(NO_UDP_81);
     let no_udp_81 = |protocol, port| (protocol, port) != (Udp, 81);
     c.expect(
@@ -116,12 +134,18 @@ pub fn tiers_order_deny_pass(c: &mut Conformance) {
             no_udp_81(protocol, port) && (to.ns != "z" || (from.ns != "x" && protocol == Tcp))
         },
     );
+    let no_udp_81_rule = rule("security", "gnp/security.no-udp-81-out", "Deny");
+    c.assert_explained("y/c", "x/a", "UDP/81", no_udp_81_rule, None);
+    // Passed out of security, no later tier has egress policy: the profile allows.
+    let profile_y = Some(Why::Profile("kns.y"));
+    c.assert_explained("y/c", "x/a", "TCP/81", profile_y, profile_x);
     // platform's end passes on to the default tier, which has no policy: profiles allow.
     c.apply(PLATFORM_PASSES);
     c.expect(
         "platform's default action Pass",
         |from, to, protocol, port| no_udp_81(protocol, port) && (to.ns != "z" || from.ns != "x"),
     );
+    c.assert_explained("y/b", "z/a", "UDP/80", None, Some(Why::Profile("kns.z")));
     c.delete(NO_UDP_81);
     c.delete(PLATFORM);
     c.delete(DENY_X);

@@ -11,7 +11,7 @@ use starling::lab::serve::Protocol::{Tcp, Udp};
 use starling::lab::Mode;
 
 use super::policy_calico;
-use super::policy_support::{all, build_model, Conformance, Pod};
+use super::policy_support::{all, build_model, Conformance, Pod, Why};
 use super::requirements::require_root;
 use super::Lab;
 
@@ -50,6 +50,8 @@ fn network_policy_conformance_matrix() {
         step(&mut c);
         eprintln!("step {name}: {:.1?}", step_started.elapsed());
     }
+    // Each of those cells also as `lab explain` tells it.
+    assert!(c.explained >= 10, "only {} cells explained", c.explained);
     eprintln!("{}", c.report());
     eprintln!(
         "conformance suite: {} steps in {:.1?} (lab up included)",
@@ -72,6 +74,10 @@ spec:
 "#;
     c.apply(yaml);
     c.expect("x denies all ingress", |_, to, _, _| !in_ns(to, "x"));
+    let (profile_x, profile_y) = (Some(Why::Profile("kns.x")), Some(Why::Profile("kns.y")));
+    let isolated = Some(Why::TierDefault("default"));
+    c.assert_explained("y/a", "x/b", "TCP/80", profile_y, isolated);
+    c.assert_explained("x/a", "y/a", "UDP/80", profile_x, profile_y);
     c.delete(yaml);
     c.expect("x's ingress deny removed", all);
 }
@@ -87,6 +93,8 @@ spec:
     c.apply(yaml);
     // Replies to connections into x are not egress-policed.
     c.expect("x denies all egress", |from, _, _, _| !in_ns(from, "x"));
+    let isolated = Some(Why::TierDefault("default"));
+    c.assert_explained("x/c", "z/c", "UDP/80", isolated, None);
     c.delete(yaml);
     c.expect("x's egress deny removed", all);
 }
@@ -105,6 +113,15 @@ spec:
     c.expect("y admits only y", |from, to, _, _| {
         !in_ns(to, "y") || in_ns(from, "y")
     });
+    let rule = Why::Rule {
+        tier: "default",
+        policy: "np/y/knp.default.allow-same-namespace",
+        rule: 0,
+        action: "Allow",
+    };
+    c.assert_explained("y/a", "y/b", "UDP/81", None, Some(rule));
+    let isolated = Some(Why::TierDefault("default"));
+    c.assert_explained("z/a", "y/c", "TCP/81", None, isolated);
     c.delete(yaml);
     c.expect("y's same-namespace policy removed", all);
 }

@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use starling::lab::serve::Protocol;
 use starling::lab::workloads::{self, PodRequest};
 use starling::lab::{serve, verbs};
@@ -122,6 +124,8 @@ pub struct Conformance<'l> {
     last: Option<Matrix>,
     manifests: PathBuf,
     written: usize,
+    /// Cells checked with `lab explain`.
+    pub explained: usize,
     /// Each state and how long it took to converge.
     pub timings: Vec<(String, Duration)>,
 }
@@ -152,6 +156,7 @@ impl<'l> Conformance<'l> {
             last: None,
             manifests,
             written: 0,
+            explained: 0,
             timings: Vec::new(),
         }
     }
@@ -392,6 +397,46 @@ impl<'l> Conformance<'l> {
         self.lab_command(&args);
     }
 
+    /// `lab explain --json FROM TO PROBE` for a cell of the state just converged: its verdict
+    /// is the one probed, and each side listed is decided where and as `egress` / `ingress` say
+    /// (a side not listed is not checked).
+    pub fn assert_explained(
+        &mut self,
+        from: &str,
+        to: &str,
+        probe: &str,
+        egress: Option<Why>,
+        ingress: Option<Why>,
+    ) {
+        let seen = self
+            .last
+            .as_ref()
+            .and_then(|last| last.get(&(probe.to_string(), from.to_string(), to.to_string())))
+            .copied()
+            .unwrap_or_else(|| panic!("no probed cell {probe} {from} -> {to}"));
+        let out = self.lab_command(&["explain", "--json", from, to, probe]);
+        let explained: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|error| panic!("explain {from} {to} {probe}: {error}: {out}"));
+        let context = format!("explain {from} -> {to} {probe}: {explained:#}");
+        let verdict = if seen { "allow" } else { "deny" };
+        assert_eq!(explained["verdict"], verdict, "probed {verdict}; {context}");
+        for (side, why, pod) in [("egress", egress, from), ("ingress", ingress, to)] {
+            let Some(why) = why else { continue };
+            let decision = &explained[side];
+            assert_eq!(decision["endpoint"], pod, "{side}: {context}");
+            assert_eq!(decision["node"], self.pod(pod).node, "{side}: {context}");
+            assert_eq!(decision["verdict"], why.verdict(), "{side}: {context}");
+            assert!(
+                why.matches(&decision["reason"]),
+                "{side} is not {why:?}: {context}"
+            );
+        }
+        if self.explained == 0 {
+            eprintln!("for example {context}");
+        }
+        self.explained += 1;
+    }
+
     /// The convergence times, slowest first.
     pub fn report(&self) -> String {
         let mut timings = self.timings.clone();
@@ -405,6 +450,57 @@ impl<'l> Conformance<'l> {
             let _ = writeln!(out, "  {took:>8.1?}  {state}");
         }
         out
+    }
+}
+
+/// What decided one side of a connection, as `lab explain` must say.
+#[derive(Debug, Clone, Copy)]
+pub enum Why {
+    /// Rule `rule` (0-based) of `policy` (`<kind>/[<namespace>/]<name>` as stored: `np/x/...`,
+    /// `gnp/...`) in `tier`, action `Allow`/`Deny`.
+    Rule {
+        tier: &'static str,
+        policy: &'static str,
+        rule: u64,
+        action: &'static str,
+    },
+    /// Policies of the tier applied and none matched.
+    TierDefault(&'static str),
+    /// The first rule of the namespace's profile (`kns.<ns>`) allowed.
+    Profile(&'static str),
+}
+
+impl Why {
+    fn verdict(self) -> &'static str {
+        match self {
+            Why::Rule {
+                action: "Allow", ..
+            }
+            | Why::Profile(_) => "allow",
+            _ => "deny",
+        }
+    }
+
+    fn matches(self, reason: &Value) -> bool {
+        let text = |field: &str| reason[field].as_str().unwrap_or_default().to_string();
+        match self {
+            Why::Rule {
+                tier,
+                policy,
+                rule,
+                action,
+            } => {
+                reason["kind"] == "rule"
+                    && text("tier") == tier
+                    && text("policy") == policy
+                    && reason["rule"] == rule
+                    && text("action") == action
+            }
+            Why::TierDefault(tier) => reason["kind"] == "tier_default" && text("tier") == tier,
+            Why::Profile(profile) => {
+                reason["kind"] == "profile" && text("profile") == profile && reason["rule"] == 0
+            }
+        }
     }
 }
 
