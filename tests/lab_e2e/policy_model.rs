@@ -4,7 +4,7 @@
 //! What Calico's controllers would write is checked in etcd: each pod's WorkloadEndpoint carries
 //! its labels and named ports, each namespace's `kns.<ns>` profile its labels; label edits reach
 //! both, kubectl's overwrite rule holds, and `apply -f` / `delete -f` write and remove Calico's
-//! objects at their keys. (Policy enforcement is not asserted here.)
+//! objects at their keys. (Policy enforcement is policy_conformance's.)
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -4,9 +4,10 @@
 //! compares the lab's full reachability matrix with one computed by a model of the step.
 //!
 //! Contract of [`Conformance::expect`]: the four probes (TCP/UDP x 80/81) run together and are
-//! polled until they equal the expected matrix or [`CONVERGE`] passes (longer in the guest), then the test fails with
-//! the differing cells. An expected matrix equal to the one seen last is refused: such a step
-//! would pass before the daemon did anything.
+//! polled until they equal the expected matrix or [`CONVERGE`] passes (longer in the guest),
+//! then the test fails with the differing cells. An expected matrix equal to the one seen last
+//! is refused: such a step would pass before the daemon did anything.
+//! [`Conformance::assert_explained`] checks one cell of the state just seen with `lab explain`.
 
 #![allow(dead_code)]
 
