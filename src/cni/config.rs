@@ -54,6 +54,23 @@ pub struct NetworkConfig {
     /// The previous plugin's result (CHECK and DEL, and ADD when chained after another plugin).
     #[serde(rename = "prevResult", default)]
     pub prev_result: Option<serde_json::Value>,
+    /// GC: the attachments the runtime still has; read by [`NetworkConfig::valid_attachments`]
+    /// only, so a malformed list fails GC and nothing else.
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    valid_attachments: Option<serde_json::Value>,
+    /// The key of an earlier draft of the specification, which libcni still sends alongside.
+    #[serde(rename = "cni.dev/attachments", default)]
+    draft_attachments: Option<serde_json::Value>,
+    /// GC leaves allocations younger than this alone (default `gc::DEFAULT_GRACE_SECONDS`).
+    #[serde(default)]
+    pub gc_grace_seconds: Option<u64>,
+}
+
+/// One entry of `cni.dev/valid-attachments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub container_id: String,
+    pub ifname: Option<String>,
 }
 
 /// The `ipam` section, forwarded to the daemon as it is (it does pool selection).
@@ -254,6 +271,49 @@ impl NetworkConfig {
             .collect()
     }
 
+    /// GC's list of attachments still in use. Missing or malformed is code 7 naming the field and
+    /// entry: guessing an empty list would release every address of the network.
+    pub fn valid_attachments(&self) -> Result<Vec<Attachment>, CniError> {
+        const FIELD: &str = "cni.dev/valid-attachments";
+        let invalid = |message: String| {
+            CniError::new(result::code::INVALID_NETWORK_CONFIG, message, String::new())
+        };
+        let value = self
+            .valid_attachments
+            .as_ref()
+            .or(self.draft_attachments.as_ref())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "GC needs {FIELD} in the network configuration (the attachments the runtime still has)"
+                ))
+            })?;
+        let entries = value
+            .as_array()
+            .ok_or_else(|| invalid(format!("{FIELD} is not a list but {value}")))?;
+        entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let container_id = entry
+                    .get("containerID")
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|id| !id.trim().is_empty())
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "{FIELD}[{index}] has no containerID string: {entry}"
+                        ))
+                    })?;
+                Ok(Attachment {
+                    container_id: container_id.to_string(),
+                    ifname: entry
+                        .get("ifname")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string),
+                })
+            })
+            .collect()
+    }
+
     /// The configured MTU, if one is set (0 means unset).
     pub fn explicit_mtu(&self) -> Option<u32> {
         self.mtu.filter(|mtu| *mtu != 0)
@@ -368,5 +428,58 @@ mod tests {
         let bad_mtu =
             NetworkConfig::parse(br#"{"name":"n","cniVersion":"1.0.0","mtu":20}"#).unwrap_err();
         assert!(bad_mtu.msg.contains("mtu"), "{}", bad_mtu.msg);
+    }
+
+    #[test]
+    fn valid_attachments_for_gc() {
+        let config = NetworkConfig::parse(
+            br#"{"name":"n","cniVersion":"1.1.0","gc_grace_seconds":0,
+                 "cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"},{"containerID":"c2"}]}"#,
+        )
+        .unwrap();
+        let attachments = config.valid_attachments().unwrap();
+        assert_eq!(attachments.len(), 2);
+        assert_eq!(attachments[0].container_id, "c1");
+        assert_eq!(attachments[0].ifname.as_deref(), Some("eth0"));
+        assert_eq!(attachments[1].ifname, None);
+        assert_eq!(config.gc_grace_seconds, Some(0));
+
+        // The draft key is honoured when the final one is absent; an empty list is a list.
+        let draft =
+            NetworkConfig::parse(br#"{"name":"n","cniVersion":"1.1.0","cni.dev/attachments":[]}"#)
+                .unwrap();
+        assert!(draft.valid_attachments().unwrap().is_empty());
+
+        let missing = NetworkConfig::parse(br#"{"name":"n","cniVersion":"1.1.0"}"#)
+            .unwrap()
+            .valid_attachments()
+            .unwrap_err();
+        assert_eq!(missing.code, result::code::INVALID_NETWORK_CONFIG);
+        assert!(
+            missing.msg.contains("cni.dev/valid-attachments"),
+            "{}",
+            missing.msg
+        );
+
+        // A malformed list fails GC only, naming the entry.
+        let malformed = NetworkConfig::parse(
+            br#"{"name":"n","cniVersion":"1.1.0","cni.dev/valid-attachments":[{"containerID":"c1"},{"ifname":"eth0"}]}"#,
+        )
+        .unwrap();
+        let error = malformed.valid_attachments().unwrap_err();
+        assert!(
+            error.msg.contains("cni.dev/valid-attachments[1]"),
+            "{}",
+            error.msg
+        );
+        let not_list = NetworkConfig::parse(
+            br#"{"name":"n","cniVersion":"1.1.0","cni.dev/valid-attachments":{"containerID":"c1"}}"#,
+        )
+        .unwrap();
+        assert!(not_list
+            .valid_attachments()
+            .unwrap_err()
+            .msg
+            .contains("not a list"));
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! It counts up through one IPv4 pool (and optionally one IPv6 pool), honours requested
 //! addresses exactly, refuses taken ones, fails when a pool is exhausted, and releases by handle
-//! idempotently. It ignores pools, annotations and attributes, which the daemon's real IPAM owns.
+//! idempotently. It ignores pools and annotations, which the daemon's real IPAM owns; it keeps
+//! the node/namespace/pod attributes GC reads, and GC follows the daemon's rule (`gc::plan`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,8 +13,15 @@ use std::sync::Mutex;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::backend::IpamBackend;
-use super::ipam_protocol::{AssignRequest, IpamErrorKind, IpamRequest, IpamResponse};
+use super::gc;
+use super::ipam_protocol::{
+    AssignRequest, GcRequest, IpamErrorKind, IpamRequest, IpamResponse, ReleasedHandle,
+};
 use super::result::CniError;
+use starling_ipam::block::{ATTRIBUTE_NAMESPACE, ATTRIBUTE_NODE, ATTRIBUTE_POD};
+
+/// The node the allocator serves unless told otherwise.
+pub const FAKE_NODE: &str = "node-a";
 
 #[derive(Debug)]
 pub struct CountingAllocator {
@@ -21,13 +29,27 @@ pub struct CountingAllocator {
     ipv6_pool: Option<Ipv6Net>,
     /// `hwAddr` annotations by pod name.
     pod_macs: BTreeMap<String, String>,
+    node: String,
     state: Mutex<AllocatorState>,
 }
 
 #[derive(Debug, Default)]
 struct AllocatorState {
     by_address: BTreeMap<IpAddr, String>,
+    /// node/namespace/pod of each address, as the daemon records them.
+    attributes: BTreeMap<IpAddr, BTreeMap<String, String>>,
     requests: Vec<IpamRequest>,
+}
+
+fn attributes(node: &str, namespace: &str, pod: &str) -> BTreeMap<String, String> {
+    [
+        (ATTRIBUTE_NODE, node),
+        (ATTRIBUTE_NAMESPACE, namespace),
+        (ATTRIBUTE_POD, pod),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect()
 }
 
 impl CountingAllocator {
@@ -36,8 +58,18 @@ impl CountingAllocator {
             ipv4_pool,
             ipv6_pool,
             pod_macs: BTreeMap::new(),
+            node: FAKE_NODE.to_string(),
             state: Mutex::new(AllocatorState::default()),
         }
+    }
+
+    /// Records an allocation as if made elsewhere (another node, network or daemon run).
+    pub fn insert(&self, address: IpAddr, handle: &str, node: &str, namespace: &str, pod: &str) {
+        let mut state = self.lock();
+        state.by_address.insert(address, handle.to_string());
+        state
+            .attributes
+            .insert(address, attributes(node, namespace, pod));
     }
 
     /// Answers assignments for `pod` with `mac`, as the daemon does for an `hwAddr` annotation.
@@ -68,19 +100,10 @@ impl CountingAllocator {
         state.requests.push(request.clone());
         match request {
             IpamRequest::Assign(assign) => self.assign(&mut state, &assign),
-            IpamRequest::ReleaseByHandle(release) => {
-                let mut released = Vec::new();
-                state.by_address.retain(|address, handle| {
-                    let matches = *handle == release.handle;
-                    if matches {
-                        released.push(host_network(*address));
-                    }
-                    !matches
-                });
-                IpamResponse::Released {
-                    addresses: released,
-                }
-            }
+            IpamRequest::ReleaseByHandle(release) => IpamResponse::Released {
+                addresses: release_handle(&mut state, &release.handle),
+            },
+            IpamRequest::GarbageCollect(request) => self.garbage_collect(&mut state, &request),
             IpamRequest::Check(check) => {
                 let mut held: Vec<IpNet> = state
                     .by_address
@@ -179,10 +202,44 @@ impl CountingAllocator {
         }
         for address in &chosen {
             state.by_address.insert(*address, request.handle.clone());
+            state.attributes.insert(
+                *address,
+                attributes(&self.node, &request.pod_namespace, &request.pod_name),
+            );
         }
         IpamResponse::Assigned {
             addresses: chosen.into_iter().map(host_network).collect(),
             pod_mac: self.pod_macs.get(&request.pod_name).cloned(),
+        }
+    }
+
+    fn garbage_collect(&self, state: &mut AllocatorState, request: &GcRequest) -> IpamResponse {
+        let empty = BTreeMap::new();
+        let plan = gc::plan(
+            request,
+            &self.node,
+            chrono::Utc::now(),
+            state
+                .by_address
+                .iter()
+                .map(|(address, handle)| gc::Allocation {
+                    handle,
+                    attributes: state.attributes.get(address).unwrap_or(&empty),
+                    block_host: None,
+                }),
+        );
+        let released: Vec<(String, Vec<IpNet>)> = plan
+            .stale
+            .keys()
+            .map(|handle| (handle.clone(), release_handle(state, handle)))
+            .collect();
+        IpamResponse::GarbageCollected {
+            stale_pods: plan.stale_pods(&released),
+            released: released
+                .into_iter()
+                .map(|(handle, addresses)| ReleasedHandle { handle, addresses })
+                .collect(),
+            problems: Vec::new(),
         }
     }
 
@@ -196,6 +253,20 @@ impl CountingAllocator {
 
 fn host_network(address: IpAddr) -> IpNet {
     IpNet::from(address)
+}
+
+fn release_handle(state: &mut AllocatorState, handle: &str) -> Vec<IpNet> {
+    let released: Vec<IpAddr> = state
+        .by_address
+        .iter()
+        .filter(|(_, held)| *held == handle)
+        .map(|(address, _)| *address)
+        .collect();
+    for address in &released {
+        state.by_address.remove(address);
+        state.attributes.remove(address);
+    }
+    released.into_iter().map(host_network).collect()
 }
 
 impl IpamBackend for CountingAllocator {

@@ -30,6 +30,12 @@
 //! - `Check`: `Checked` when `handle` holds exactly `addresses`, else `Error{kind: Mismatch}`.
 //! - `Status`: `Ready` once IPAM can serve requests (datastore in sync), else
 //!   `Error{kind: Unavailable}`.
+//! - `GarbageCollect` (CNI GC): release every handle of `network_name` on this node that is not
+//!   in `valid_handles` (the rule is `cni::gc::plan`, shared with the test allocator), as
+//!   `ReleaseByHandle` would (endpoint, annotations), and answer `GarbageCollected` with what was
+//!   released and the pods left with no address on this node. A handle that cannot be released
+//!   is a `problems` entry; the others are still released (the specification asks GC to remove
+//!   as much as it can).
 
 use std::net::IpAddr;
 
@@ -52,6 +58,42 @@ pub enum IpamRequest {
     EndpointAdd(EndpointAddRequest),
     #[serde(rename = "ipam_status")]
     Status,
+    #[serde(rename = "ipam_gc")]
+    GarbageCollect(GcRequest),
+}
+
+/// CNI GC for one network on the daemon's node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcRequest {
+    pub network_name: String,
+    /// `<network name>.<containerID>` of every attachment the runtime still has.
+    pub valid_handles: Vec<String>,
+    /// Allocations younger than this are kept whatever the list says: an ADD may be between
+    /// its assignment and the runtime recording the sandbox.
+    #[serde(default)]
+    pub grace_seconds: u64,
+}
+
+/// A pod named by allocation attributes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedHandle {
+    pub handle: String,
+    pub addresses: Vec<IpNet>,
+}
+
+/// A pod whose every address on this node GC released: its host-side veth may go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StalePod {
+    pub namespace: String,
+    pub name: String,
+    /// What GC released for it; a veth still routing anything else is not this pod's any more.
+    pub addresses: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +177,13 @@ pub enum IpamResponse {
         name: Option<String>,
     },
     Ready,
+    GarbageCollected {
+        released: Vec<ReleasedHandle>,
+        stale_pods: Vec<StalePod>,
+        /// What could not be released, one sentence each.
+        #[serde(default)]
+        problems: Vec<String>,
+    },
     Error(IpamError),
 }
 
@@ -217,6 +266,27 @@ mod tests {
         assert_eq!(json["ipam"]["type"], "starling-ipam");
         let back: IpamRequest = serde_json::from_value(json).unwrap();
         assert_eq!(back, request);
+
+        let gc = serde_json::to_value(IpamRequest::GarbageCollect(GcRequest {
+            network_name: "k8s-pod-network".into(),
+            valid_handles: vec!["k8s-pod-network.c1".into()],
+            grace_seconds: 60,
+        }))
+        .unwrap();
+        assert_eq!(gc["request"], "ipam_gc");
+        assert_eq!(gc["valid_handles"][0], "k8s-pod-network.c1");
+        // An older plugin sends no grace: then none.
+        let without_grace: IpamRequest =
+            serde_json::from_str(r#"{"request":"ipam_gc","network_name":"n","valid_handles":[]}"#)
+                .unwrap();
+        assert!(matches!(without_grace, IpamRequest::GarbageCollect(r) if r.grace_seconds == 0));
+        let collected: IpamResponse = serde_json::from_str(
+            r#"{"result":"garbage_collected","released":[{"handle":"n.c2","addresses":["10.0.0.2/32"]}],"stale_pods":[]}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(collected, IpamResponse::GarbageCollected { released, problems, .. } if released.len() == 1 && problems.is_empty())
+        );
 
         let status = serde_json::to_string(&IpamRequest::Status).unwrap();
         assert_eq!(status, r#"{"request":"ipam_status"}"#);

@@ -25,6 +25,9 @@
 //!   (`namespace.rs`). The host /32 routes carry Starling's route protocol (81, or
 //!   `STARLING_ROUTE_PROTOCOL`) so the daemon owns them after a restart without a flap.
 //! - **Failure never leaves state behind**: see `plugin.rs` for ADD rollback and DEL idempotence.
+//! - **GC** (`gc.rs`): the daemon releases this node's allocations of the network whose
+//!   container is not in `cni.dev/valid-attachments`; the plugin removes the host veths of the
+//!   pods left with none.
 //! - `fake_ipam` is a counting allocator that answers the protocol, used by the plugin's tests (in
 //!   process and behind a socket); the daemon serves the protocol with the real IPAM.
 //!
@@ -36,6 +39,7 @@ pub mod args;
 pub mod backend;
 pub mod config;
 pub mod fake_ipam;
+pub mod gc;
 pub mod install;
 pub mod ipam_protocol;
 mod namespace;
@@ -44,6 +48,8 @@ pub mod plugin;
 pub mod result;
 pub mod wiring;
 
+#[cfg(test)]
+mod gc_tests;
 #[cfg(test)]
 mod plugin_tests;
 
@@ -175,7 +181,7 @@ fn run_command(
                 Ok(None)
             }
             CniCommand::GarbageCollect => {
-                tracing::debug!("GC: stale allocations are found by the daemon's leak detection");
+                gc::garbage_collect(config, &settings, &ipam, &dataplane).await?;
                 Ok(None)
             }
             CniCommand::Version => Ok(Some(result::version_answer(Some(&config.cni_version)))),

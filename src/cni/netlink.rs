@@ -48,6 +48,15 @@ pub struct RouteSummary {
     pub scope: u8,
 }
 
+/// What [`Netlink::delete_leftover`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    Absent,
+    Removed,
+    /// Kept: the interface routes these host addresses, which are not the released ones.
+    InUse(Vec<IpNet>),
+}
+
 pub struct Netlink {
     handle: Handle,
 }
@@ -93,6 +102,50 @@ impl Netlink {
                 // Gone in the meantime (a concurrent DEL, or the peer's namespace went away).
                 if failure.errno() == Some(libc::ENODEV) {
                     Ok(false)
+                } else {
+                    Err(failure)
+                }
+            }
+        }
+    }
+
+    /// Deletes the interface unless a main-table host route through it goes to an address
+    /// outside `released`. The link is deleted by the index that was checked, so one recreated
+    /// under the same name meanwhile (a new sandbox of the pod) is not touched.
+    pub async fn delete_leftover(
+        &self,
+        name: &str,
+        released: &[IpAddr],
+    ) -> Result<Leftover, NetlinkFailure> {
+        let Some(link) = self.link_by_name(name).await? else {
+            return Ok(Leftover::Absent);
+        };
+        let index = link.header.index;
+        let mut foreign = Vec::new();
+        for ipv4 in [true, false] {
+            for route in self.routes(ipv4).await? {
+                let destination = route.destination;
+                let host_route = destination.prefix_len() == destination.max_prefix_len();
+                let link_local =
+                    matches!(destination.addr(), IpAddr::V6(a) if a.is_unicast_link_local());
+                if route.output_interface == Some(index)
+                    && host_route
+                    && !link_local
+                    && !released.contains(&destination.addr())
+                {
+                    foreign.push(destination);
+                }
+            }
+        }
+        if !foreign.is_empty() {
+            return Ok(Leftover::InUse(foreign));
+        }
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(Leftover::Removed),
+            Err(source) => {
+                let failure = failed(format!("deleting interface {name}"))(source);
+                if failure.errno() == Some(libc::ENODEV) {
+                    Ok(Leftover::Absent)
                 } else {
                     Err(failure)
                 }

@@ -1,4 +1,4 @@
-//! The CNI commands: ADD, DEL, CHECK, STATUS and GC, over an [`IpamBackend`] and a
+//! The CNI commands ADD, DEL, CHECK and STATUS (GC is `gc.rs`), over an [`IpamBackend`] and a
 //! [`PodDataplane`] so the orchestration (ordering, rollback, idempotence, error codes) is tested
 //! with fakes and the kernel work separately.
 //!
@@ -13,8 +13,7 @@
 //! - CHECK (0.4.0 and later): the daemon confirms the handle holds the prevResult's addresses,
 //!   and the interfaces, addresses and routes are compared with what ADD leaves.
 //! - STATUS (1.1.0): OK when the daemon answers that IPAM is ready, else code 50.
-//! - GC (1.1.0): succeeds without action; the daemon's IPAM leak detection owns stale
-//!   allocations.
+//! - GC (1.1.0): in `gc.rs`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -13,12 +13,12 @@ use super::fake_ipam::CountingAllocator;
 use super::ipam_protocol::{IpamErrorKind, IpamRequest, IpamResponse};
 use super::plugin::{self, HostSettings};
 use super::result::{code, CniError, Interface};
-use super::wiring::{PodDataplane, WiredPod, WiringRequest};
+use super::wiring::{Leftover, PodDataplane, WiredPod, WiringRequest};
 
 /// Host interfaces that exist, with their pod's namespace and the addresses routed to them.
 #[derive(Default)]
-struct FakeDataplane {
-    wired: Mutex<BTreeMap<String, (PathBuf, Vec<IpAddr>)>>,
+pub(super) struct FakeDataplane {
+    pub(super) wired: Mutex<BTreeMap<String, (PathBuf, Vec<IpAddr>)>>,
     last_mac: Mutex<Option<[u8; 6]>>,
     fail_wiring: bool,
 }
@@ -68,6 +68,27 @@ impl PodDataplane for FakeDataplane {
         Ok(())
     }
 
+    async fn remove_leftover(
+        &self,
+        host_interface: &str,
+        released: &[IpAddr],
+    ) -> Result<Leftover, CniError> {
+        let mut wired = self.wired.lock().unwrap();
+        let Some((_, addresses)) = wired.get(host_interface) else {
+            return Ok(Leftover::Absent);
+        };
+        let foreign: Vec<_> = addresses
+            .iter()
+            .filter(|address| !released.contains(address))
+            .map(|address| ipnet::IpNet::from(*address))
+            .collect();
+        if !foreign.is_empty() {
+            return Ok(Leftover::InUse(foreign));
+        }
+        wired.remove(host_interface);
+        Ok(Leftover::Removed)
+    }
+
     async fn check(&self, request: &WiringRequest) -> Result<(), CniError> {
         match self.wired.lock().unwrap().get(&request.host_interface) {
             Some((_, addresses)) if *addresses == request.addresses => Ok(()),
@@ -77,7 +98,7 @@ impl PodDataplane for FakeDataplane {
 }
 
 /// A backend whose daemon is never there.
-struct AbsentDaemon;
+pub(super) struct AbsentDaemon;
 
 impl IpamBackend for AbsentDaemon {
     async fn exchange(&self, _request: IpamRequest) -> Result<IpamResponse, CniError> {
@@ -89,18 +110,18 @@ impl IpamBackend for AbsentDaemon {
     }
 }
 
-fn allocator() -> CountingAllocator {
+pub(super) fn allocator() -> CountingAllocator {
     CountingAllocator::new("10.9.0.0/29".parse().unwrap(), None)
 }
 
-fn settings() -> HostSettings {
+pub(super) fn settings() -> HostSettings {
     HostSettings {
         interface_prefix: "cali".into(),
         mtu_file: PathBuf::from("/nonexistent/mtu"),
     }
 }
 
-fn config(extra: &str) -> NetworkConfig {
+pub(super) fn config(extra: &str) -> NetworkConfig {
     NetworkConfig::parse(
         format!(r#"{{"name":"k8s-pod-network","cniVersion":"1.0.0","type":"starling"{extra}}}"#)
             .as_bytes(),
@@ -108,7 +129,7 @@ fn config(extra: &str) -> NetworkConfig {
     .unwrap()
 }
 
-fn environment(command: &str, container: &str, pod: &str) -> PluginEnvironment {
+pub(super) fn environment(command: &str, container: &str, pod: &str) -> PluginEnvironment {
     let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}");
     // The namespace path must exist for ADD; the fake dataplane never opens it.
     let values = BTreeMap::from([

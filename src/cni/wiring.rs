@@ -24,6 +24,7 @@ use ipnet::IpNet;
 use netlink_packet_route::route::RouteScope;
 
 use super::namespace::{run_in_namespace, NamespaceError};
+pub use super::netlink::Leftover;
 use super::netlink::{format_mac, link_is_up, link_mac, Netlink};
 use super::result::{code, CniError, Interface};
 
@@ -129,6 +130,14 @@ pub trait PodDataplane: Send + Sync {
 
     /// Fails with code 104 and a list of every difference from what `wire` leaves.
     fn check(&self, request: &WiringRequest) -> impl Future<Output = Result<(), CniError>> + Send;
+
+    /// GC: removes a host-side veth left by a pod that is gone, unless it routes an address
+    /// other than `released` (then it belongs to a newer sandbox of the pod).
+    fn remove_leftover(
+        &self,
+        host_interface: &str,
+        released: &[IpAddr],
+    ) -> impl Future<Output = Result<Leftover, CniError>> + Send;
 }
 
 /// The real dataplane: rtnetlink and /proc/sys.
@@ -474,6 +483,19 @@ impl PodDataplane for NetlinkDataplane {
             }
         }
         Ok(())
+    }
+
+    async fn remove_leftover(
+        &self,
+        host_interface: &str,
+        released: &[IpAddr],
+    ) -> Result<Leftover, CniError> {
+        let netlink =
+            Netlink::connect().map_err(|error| wiring_error(format!("netlink: {error}")))?;
+        netlink
+            .delete_leftover(host_interface, released)
+            .await
+            .map_err(wiring_error)
     }
 
     async fn check(&self, request: &WiringRequest) -> Result<(), CniError> {

@@ -7,7 +7,7 @@
 //! read fresh for every request (a few reads) so a pool created a moment ago is honoured.
 //!
 //! etcd side effects: the pod's WorkloadEndpoint is written after wiring and removed on release
-//! (`endpoint_records`).
+//! (`endpoint_records`). CNI GC is `service_gc.rs`.
 //!
 //! Kubernetes side effects (when a Kubernetes client is available): the pod's and namespace's
 //! annotations drive the request, and `cni.projectcalico.org/podIP`, `podIPs` and `containerID`
@@ -44,6 +44,9 @@ use starling_ipam::IpamError;
 use starling_model::store::StoreError;
 use starling_model::validate::ippool::resolve_overlaps;
 use starling_model::{CalicoNode, IpPool};
+
+#[path = "service_gc.rs"]
+mod gc;
 
 pub const ANNOTATION_POD_IP: &str = "cni.projectcalico.org/podIP";
 pub const ANNOTATION_POD_IPS: &str = "cni.projectcalico.org/podIPs";
@@ -124,6 +127,7 @@ impl IpamService {
                     .await,
             ),
             IpamRequest::Status => ("status", self.status().await),
+            IpamRequest::GarbageCollect(gc) => ("gc", self.garbage_collect(&gc).await),
         };
         self.metrics
             .ipam_operation_seconds
