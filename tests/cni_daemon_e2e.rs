@@ -408,3 +408,157 @@ fn plugin_and_daemon_assign_by_annotations_and_release_everything() {
         cluster.runtime.block_on(daemon.shutdown());
     }
 }
+
+/// One plugin run for a given sandbox, with `stdin` as the network configuration.
+fn run_sandbox(
+    node: &Netns,
+    socket: &std::path::Path,
+    command: &str,
+    sandbox: (&Netns, &str),
+    pod_name: &str,
+    stdin: String,
+) -> PluginOutput {
+    let (pod_ns, container) = sandbox;
+    let path = pod_ns.path();
+    invoke(
+        node,
+        PLUGIN,
+        &Invocation {
+            command,
+            container_id: container,
+            netns: Some(&path),
+            interface: "eth0",
+            cni_args: Some(kubelet_args("gc", pod_name, container)),
+            socket,
+            stdin,
+        },
+    )
+}
+
+/// The network configuration of a GC: the runtime's valid attachments, and no grace so the
+/// allocations this test has just made count as stale.
+fn gc_config(valid: &[&str]) -> String {
+    let mut config: Value = serde_json::from_str(&network_config("1.1.0")).unwrap();
+    config["gc_grace_seconds"] = json!(0);
+    config["cni.dev/valid-attachments"] = valid
+        .iter()
+        .map(|id| json!({"containerID": id, "ifname": "eth0"}))
+        .collect();
+    config.to_string()
+}
+
+#[test]
+fn gc_through_the_binary_releases_leftovers_and_keeps_valid_pods() {
+    if !require_root("gc_through_the_binary_releases_leftovers_and_keeps_valid_pods") {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    cluster.put(GROUP, "ippools", pool("default", "10.90.0.0/24", json!({})));
+    cluster.put("v1", "namespaces", namespace("gc", json!({})));
+    for name in ["leftover", "valid", "recreated", "rerouted"] {
+        cluster.put("v1", "pods", pod("gc", name, json!({})));
+    }
+    cluster.start_daemon();
+    let node = node_namespace();
+    let socket = cluster.socket.clone();
+    let add = |sandbox: (&Netns, &str), name: &str| {
+        let output = run_sandbox(
+            &node,
+            &socket,
+            "ADD",
+            sandbox,
+            name,
+            network_config("1.1.0"),
+        );
+        address_of(&output)
+    };
+    // The leftover pod's sandbox leaked (no DEL, namespace still there); the recreated pod got
+    // a new sandbox without a DEL for the first.
+    let leftover_ns = Netns::new("pod");
+    let valid_ns = Netns::new("pod");
+    let first_ns = Netns::new("pod");
+    let second_ns = Netns::new("pod");
+    add((&leftover_ns, "ctr-leftover"), "leftover");
+    let valid = add((&valid_ns, "ctr-valid"), "valid");
+    add((&first_ns, "ctr-first"), "recreated");
+    let recreated = add((&second_ns, "ctr-second"), "recreated");
+    // A stale pod whose veth also routes an address GC does not release (as a newer sandbox's
+    // would): its address goes, its veth stays.
+    let rerouted_ns = Netns::new("pod");
+    add((&rerouted_ns, "ctr-rerouted"), "rerouted");
+    let rerouted_veth = expected_veth("gc", "rerouted");
+    node.ip(&["route", "add", "10.90.0.250/32", "dev", &rerouted_veth]);
+    assert_eq!(cluster.check_problems().0, 5);
+    let leftover_veth = expected_veth("gc", "leftover");
+    assert!(link_exists(&node, &leftover_veth));
+
+    // GC without the list is refused naming the field, and changes nothing.
+    let mut no_list: Value = serde_json::from_str(&network_config("1.1.0")).unwrap();
+    no_list["gc_grace_seconds"] = json!(0);
+    let refused = run_sandbox(
+        &node,
+        &socket,
+        "GC",
+        (&valid_ns, ""),
+        "valid",
+        no_list.to_string(),
+    );
+    assert!(!refused.success);
+    assert_eq!(refused.json()["code"], 7, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("cni.dev/valid-attachments"),
+        "{}",
+        refused.stdout
+    );
+    assert_eq!(cluster.check_problems().0, 5);
+
+    let collected = run_sandbox(
+        &node,
+        &socket,
+        "GC",
+        (&valid_ns, ""),
+        "valid",
+        gc_config(&["ctr-valid", "ctr-second"]),
+    );
+    assert!(
+        collected.success && collected.stdout.is_empty(),
+        "GC failed: {} {}",
+        collected.stdout,
+        collected.stderr
+    );
+    // The leaked sandbox's address and veth are gone (its pod side went with the pair).
+    let (allocations, problems) = cluster.check_problems();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(
+        allocations, 2,
+        "the leftover, the first sandbox and the rerouted pod released"
+    );
+    assert!(!link_exists(&node, &leftover_veth), "leftover veth kept");
+    assert!(link_exists(&node, &rerouted_veth), "a veth in use removed");
+    assert!(!link_exists(&leftover_ns, "eth0"));
+    // The valid pod and the recreated pod's new sandbox are untouched and still reach the node.
+    for (ns, name, address) in [
+        (&valid_ns, "valid", valid),
+        (&second_ns, "recreated", recreated),
+    ] {
+        assert!(link_exists(&node, &expected_veth("gc", name)), "{name}");
+        let shown = ns.ip(&["-o", "addr", "show", "dev", "eth0"]);
+        assert!(shown.contains(&address.to_string()), "{name}: {shown}");
+        assert!(ns.ping(NODE_ADDRESS), "{name} cannot reach the node");
+    }
+
+    // Again: nothing more to do.
+    let again = run_sandbox(
+        &node,
+        &socket,
+        "GC",
+        (&valid_ns, ""),
+        "valid",
+        gc_config(&["ctr-valid", "ctr-second"]),
+    );
+    assert!(again.success, "{}", again.stdout);
+    assert_eq!(cluster.check_problems().0, 2);
+    if let Some(daemon) = cluster.daemon.take() {
+        cluster.runtime.block_on(daemon.shutdown());
+    }
+}
