@@ -3,7 +3,8 @@
 //! Accepts the shape Calico users already have in their conflists (`name`, `cniVersion`, `mtu`,
 //! `ipam` with `ipv4_pools`/`ipv6_pools`/`assign_ipv4`/`assign_ipv6`, `kubernetes.kubeconfig`,
 //! `datastore_type`, `etcd_endpoints`, `feature_control`, `log_level`, `log_file_path`) plus
-//! Starling's `control_socket`. Unknown fields are ignored, as every CNI plugin does, so the
+//! Starling's `control_socket` and `gc_grace_seconds`, and the runtime's
+//! `cni.dev/valid-attachments` for GC. Unknown fields are ignored, as every CNI plugin does, so the
 //! same conflist keeps working after a switch from Calico. Parsing never panics: every problem is
 //! a [`ConfigError`] naming the field.
 
