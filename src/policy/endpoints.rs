@@ -14,8 +14,11 @@ use starling_policy::compile::{Endpoint, NamedPort};
 use starling_policy::k8s::service_account_profile_name;
 use starling_policy::validate::protocol_number;
 
-/// Calico's annotation with a pod's addresses (written by the CNI plugin).
+/// Calico's annotations with a pod's addresses (written by the CNI plugin, cleared by DEL).
 const POD_IPS_ANNOTATION: &str = "cni.projectcalico.org/podIPs";
+const POD_IP_ANNOTATION: &str = "cni.projectcalico.org/podIP";
+/// Longer service account names get no label (Calico's rule: a label value has at most 63).
+const SERVICE_ACCOUNT_LABEL_LIMIT: usize = 63;
 
 fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
@@ -137,8 +140,70 @@ pub fn from_workload_endpoint(key: &str, value: &Value) -> Result<Endpoint, Stri
     })
 }
 
+/// Whether a pod no longer owns its addresses (reference calico.md §2.3): it ran to completion,
+/// or it is being deleted and the CNI plugin's DEL has cleared its podIP annotation. Its
+/// addresses may already be another pod's, and in etcd mode its WorkloadEndpoint is gone.
+fn finished(value: &Value) -> bool {
+    let phase = text(value, &["status", "phase"]).unwrap_or_default();
+    let deleting = value
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|time| !time.is_null());
+    matches!(phase, "Failed" | "Succeeded" | "Completed")
+        || (deleting && annotation(value, POD_IP_ANNOTATION) == Some(""))
+}
+
+fn annotation<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
+    value
+        .pointer("/metadata/annotations")
+        .and_then(|annotations| annotations.get(name))
+        .and_then(Value::as_str)
+}
+
+/// A pod's addresses from the first source that has any, in Calico's order (also
+/// `crate::syncer::convert::pod`'s, so policy and routing agree): the kubelet's
+/// `status.podIPs`, `status.podIP`, then the CNI plugin's annotations until the kubelet reports.
+fn pod_addresses(value: &Value) -> Result<Vec<IpAddr>, String> {
+    let status_ips = value
+        .pointer("/status/podIPs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.get("ip").and_then(Value::as_str))
+        .collect();
+    let sources: [(String, Vec<&str>); 4] = [
+        ("status.podIPs".to_string(), status_ips),
+        (
+            "status.podIP".to_string(),
+            text(value, &["status", "podIP"]).into_iter().collect(),
+        ),
+        (
+            format!("metadata.annotations[{POD_IPS_ANNOTATION}]"),
+            annotation(value, POD_IPS_ANNOTATION)
+                .map(|ips| ips.split(',').collect())
+                .unwrap_or_default(),
+        ),
+        (
+            format!("metadata.annotations[{POD_IP_ANNOTATION}]"),
+            annotation(value, POD_IP_ANNOTATION).into_iter().collect(),
+        ),
+    ];
+    for (field, texts) in sources {
+        let addresses = texts
+            .into_iter()
+            .map(str::trim)
+            .filter(|ip| !ip.is_empty())
+            .map(address)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{field}: {e}"))?;
+        if !addresses.is_empty() {
+            return Ok(addresses);
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// A Kubernetes Pod as Calico sees it: `None` for pods that are no endpoint (host network,
-/// not scheduled, no address yet).
+/// not scheduled, no address yet, finished).
 pub fn from_pod(
     key: &str,
     value: &Value,
@@ -152,59 +217,44 @@ pub fn from_pod(
         return Ok(None);
     };
     let (namespace, name) = key.split_once('/').ok_or("not a namespaced key")?;
-    let from_annotation = value
-        .pointer("/metadata/annotations")
-        .and_then(|annotations| annotations.get(POD_IPS_ANNOTATION))
-        .and_then(Value::as_str)
-        .map(|ips| {
-            ips.split(',')
-                .map(str::trim)
-                .filter(|ip| !ip.is_empty())
-                .map(address)
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|e| format!("metadata.annotations[{POD_IPS_ANNOTATION}]: {e}"))?;
-    let addresses = match from_annotation {
-        Some(addresses) if !addresses.is_empty() => addresses,
-        _ => value
-            .pointer("/status/podIPs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|ip| ip.get("ip").and_then(Value::as_str))
-            .map(address)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("status.podIPs: {e}"))?,
-    };
+    if finished(value) {
+        return Ok(None);
+    }
+    let addresses = pod_addresses(value)?;
     if addresses.is_empty() {
         return Ok(None);
     }
-    let service_account = text(spec, &["serviceAccountName"]).unwrap_or("default");
     let mut labels = labels(value);
     labels.insert(LABEL_NAMESPACE.to_string(), namespace.to_string());
     labels.insert(LABEL_ORCHESTRATOR.to_string(), ORCHESTRATOR_K8S.to_string());
-    labels.insert(
-        LABEL_SERVICE_ACCOUNT.to_string(),
-        service_account.to_string(),
-    );
+    let mut profiles = vec![format!("{NAMESPACE_PROFILE_PREFIX}{namespace}")];
+    // As Calico (and its CNI plugin in etcd mode): no account, no account label or profile.
+    if let Some(account) = text(spec, &["serviceAccountName"]).filter(|sa| !sa.is_empty()) {
+        if account.len() < SERVICE_ACCOUNT_LABEL_LIMIT {
+            labels.insert(LABEL_SERVICE_ACCOUNT.to_string(), account.to_string());
+        }
+        profiles.push(service_account_profile_name(namespace, account));
+    }
     let mut named_ports = Vec::new();
-    for (c, container) in spec
-        .get("containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        for (p, port) in container
-            .get("ports")
+    // Init containers too: a sidecar (restartPolicy Always) serves on its ports.
+    for containers in ["containers", "initContainers"] {
+        for (c, container) in spec
+            .get(containers)
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .enumerate()
         {
-            let field = format!("spec.containers[{c}].ports[{p}]");
-            named_ports.extend(named_port(port, "containerPort", &field)?);
+            for (p, port) in container
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let field = format!("spec.{containers}[{c}].ports[{p}]");
+                named_ports.extend(named_port(port, "containerPort", &field)?);
+            }
         }
     }
     Ok(Some(Endpoint {
@@ -213,10 +263,157 @@ pub fn from_pod(
         interface: starling_calc::spec::veth_name(interface_prefix, namespace, name),
         addresses,
         labels,
-        profiles: vec![
-            format!("{NAMESPACE_PROFILE_PREFIX}{namespace}"),
-            service_account_profile_name(namespace, service_account),
-        ],
+        profiles,
         named_ports,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(extra_spec: Value, metadata: Value, status: Value) -> Value {
+        let mut spec = json!({"nodeName": "node-a", "containers": [{"name": "main"}]});
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let mut metadata_full = json!({"name": "web", "namespace": "x"});
+        if let (Some(full), Some(extra)) = (metadata_full.as_object_mut(), metadata.as_object()) {
+            full.extend(extra.clone());
+        }
+        json!({"metadata": metadata_full, "spec": spec, "status": status})
+    }
+
+    fn endpoint(value: &Value) -> Option<Endpoint> {
+        from_pod("x/web", value, "cali").unwrap()
+    }
+
+    fn running(ips: &[&str]) -> Value {
+        let ips: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        json!({"phase": "Running", "podIPs": ips})
+    }
+
+    #[test]
+    fn a_pod_without_service_account_has_no_account_label_or_profile() {
+        let endpoint = endpoint(&pod(json!({}), json!({}), running(&["10.0.0.1"]))).unwrap();
+        assert_eq!(endpoint.profiles, ["kns.x"]);
+        assert!(!endpoint.labels.contains_key(LABEL_SERVICE_ACCOUNT));
+        let named = pod(
+            json!({"serviceAccountName": "robot"}),
+            json!({}),
+            running(&["10.0.0.1"]),
+        );
+        let endpoint = from_pod("x/web", &named, "cali").unwrap().unwrap();
+        assert_eq!(endpoint.profiles, ["kns.x", "ksa.x.robot"]);
+        assert_eq!(endpoint.labels[LABEL_SERVICE_ACCOUNT], "robot");
+        // A name too long for a label value keeps its profile only.
+        let long = "a".repeat(63);
+        let endpoint = endpoint_of_account(&long);
+        assert_eq!(endpoint.profiles[1], format!("ksa.x.{long}"));
+        assert!(!endpoint.labels.contains_key(LABEL_SERVICE_ACCOUNT));
+        assert!(endpoint_of_account(&"a".repeat(62))
+            .labels
+            .contains_key(LABEL_SERVICE_ACCOUNT));
+    }
+
+    fn endpoint_of_account(account: &str) -> Endpoint {
+        let value = pod(
+            json!({"serviceAccountName": account}),
+            json!({}),
+            running(&["10.0.0.1"]),
+        );
+        endpoint(&value).unwrap()
+    }
+
+    #[test]
+    fn addresses_come_from_status_then_the_cni_annotations() {
+        let ips = |value: &Value| endpoint(value).map(|e| e.addresses);
+        let annotated = json!({"annotations": {POD_IPS_ANNOTATION: "10.0.0.9/32,fd00::9/128",
+            POD_IP_ANNOTATION: "10.0.0.8/32"}});
+        // The kubelet's report wins over the annotation.
+        let both = pod(json!({}), annotated.clone(), running(&["10.0.0.1"]));
+        assert_eq!(ips(&both), Some(vec!["10.0.0.1".parse().unwrap()]));
+        let pod_ip = pod(
+            json!({}),
+            json!({}),
+            json!({"phase": "Running", "podIP": "10.0.0.2"}),
+        );
+        assert_eq!(ips(&pod_ip), Some(vec!["10.0.0.2".parse().unwrap()]));
+        let starting = pod(json!({}), annotated, json!({"phase": "Pending"}));
+        assert_eq!(
+            ips(&starting),
+            Some(vec![
+                "10.0.0.9".parse().unwrap(),
+                "fd00::9".parse().unwrap()
+            ])
+        );
+        let single = pod(
+            json!({}),
+            json!({"annotations": {POD_IP_ANNOTATION: "10.0.0.8/32"}}),
+            json!({}),
+        );
+        assert_eq!(ips(&single), Some(vec!["10.0.0.8".parse().unwrap()]));
+        assert_eq!(ips(&pod(json!({}), json!({}), json!({}))), None);
+        let bad = pod(json!({}), json!({}), running(&["10.0.0.300"]));
+        let error = from_pod("x/web", &bad, "cali").unwrap_err();
+        assert!(error.starts_with("status.podIPs: "), "{error}");
+    }
+
+    #[test]
+    fn finished_pods_are_no_endpoints() {
+        for phase in ["Succeeded", "Failed"] {
+            let status = json!({"phase": phase, "podIPs": [{"ip": "10.0.0.1"}]});
+            assert_eq!(
+                endpoint(&pod(json!({}), json!({}), status)),
+                None,
+                "{phase}"
+            );
+        }
+        // Being deleted, after the CNI DEL cleared the annotation (the status still lists it).
+        let released = json!({"deletionTimestamp": "2026-01-01T00:00:00Z",
+            "annotations": {POD_IP_ANNOTATION: "", POD_IPS_ANNOTATION: ""}});
+        let deleting = pod(json!({}), released, running(&["10.0.0.1"]));
+        assert_eq!(endpoint(&deleting), None);
+        // Being deleted but still wired: an endpoint until the DEL.
+        let grace = json!({"deletionTimestamp": "2026-01-01T00:00:00Z",
+            "annotations": {POD_IP_ANNOTATION: "10.0.0.1/32"}});
+        assert!(endpoint(&pod(json!({}), grace, running(&["10.0.0.1"]))).is_some());
+    }
+
+    #[test]
+    fn named_ports_of_containers_and_init_containers() {
+        let spec = json!({
+            "containers": [{"name": "main", "ports": [
+                {"name": "http", "containerPort": 8080},
+                {"containerPort": 22},
+            ]}],
+            "initContainers": [{"name": "proxy", "restartPolicy": "Always", "ports": [
+                {"name": "admin", "containerPort": 9901, "protocol": "UDP"},
+            ]}],
+        });
+        let endpoint = endpoint(&pod(spec, json!({}), running(&["10.0.0.1"]))).unwrap();
+        let port = |name: &str, protocol, port| NamedPort {
+            name: name.to_string(),
+            protocol,
+            port,
+        };
+        assert_eq!(
+            endpoint.named_ports,
+            [port("http", 6, 8080), port("admin", 17, 9901)]
+        );
+        let bad = json!({"initContainers": [{"name": "proxy",
+            "ports": [{"name": "admin", "containerPort": 0}]}]});
+        let error = from_pod(
+            "x/web",
+            &pod(bad, json!({}), running(&["10.0.0.1"])),
+            "cali",
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with("spec.initContainers[0].ports[0].containerPort"),
+            "{error}"
+        );
+    }
 }
