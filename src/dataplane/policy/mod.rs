@@ -8,18 +8,27 @@
 //! trusted only when it matches what nft accepted. No other table is ever named. The calls
 //! block on `nft` (run them on a blocking thread from async code); `nft` runs in the calling
 //! thread's network namespace. Not wired into the daemon here.
+//!
+//! Every policy and profile rule and every endpoint chain's own drops count on named nft
+//! counters (`starling_policy::render::counters`); [`PolicyDataplane::refresh_counters`] reads
+//! them (`nft -j list counters`, no rules listed) and moves the `starling_policy_rule_*` and
+//! `starling_policy_denied_*` metrics by their growth. Counter values never count as a
+//! difference: an idle resync still writes nothing.
 
+pub mod counters;
 pub mod metrics;
 pub mod nft;
 
 use std::time::{Duration, Instant};
 
 use starling_policy::program::{Changes, Family, Program};
+use starling_policy::render::installed::parse_counters;
 use starling_policy::render::installed::{self, ParseError};
 use starling_policy::render::{
-    nft_family, ConfigError, RenderConfig, Renderer, TableView, Touched, Transaction,
+    nft_family, ConfigError, CounterValue, RenderConfig, Renderer, TableView, Touched, Transaction,
 };
 
+pub use counters::{CounterReport, Series};
 pub use metrics::PolicyNftMetrics;
 pub use nft::{Nft, NftCommand, NftError};
 
@@ -36,6 +45,8 @@ pub enum PolicyError {
     },
     #[error("reading the installed policy tables: {0}")]
     Read(#[source] NftError),
+    #[error("reading the policy counters: {0}")]
+    ReadCounters(#[source] NftError),
     #[error("parsing table {family} starling: {source}")]
     Parse {
         family: &'static str,
@@ -81,6 +92,7 @@ pub struct PolicyDataplane {
     metrics: Option<PolicyNftMetrics>,
     /// The renderer's state equals what nft last accepted.
     in_sync: bool,
+    counters: counters::CounterBook,
 }
 
 impl PolicyDataplane {
@@ -102,6 +114,7 @@ impl PolicyDataplane {
             nft,
             metrics,
             in_sync: false,
+            counters: counters::CounterBook::default(),
         })
     }
 
@@ -156,6 +169,55 @@ impl PolicyDataplane {
             }
         }
         Ok(views)
+    }
+
+    /// Reads every named counter of both tables and adds what each grew since the last read
+    /// to its metric series (see [`metrics`]). Counters are named through the last rendering
+    /// (tiers from the rendered endpoints' pipelines); call it after `apply`/`resync` on an
+    /// interval. A failed read changes no metric and counts as a `counters` failure.
+    pub fn refresh_counters(&mut self) -> Result<CounterReport, PolicyError> {
+        let started = Instant::now();
+        let read = self.read_counters();
+        let values = match read {
+            Ok(values) => values,
+            Err(error) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics
+                        .failures_total
+                        .with_label_values(&["counters"])
+                        .inc();
+                }
+                return Err(error);
+            }
+        };
+        let mut report = self
+            .counters
+            .account(&self.renderer, values, self.metrics.as_ref());
+        report.duration = started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .counters_read_seconds
+                .observe(report.duration.as_secs_f64());
+        }
+        Ok(report)
+    }
+
+    fn read_counters(&mut self) -> Result<[Vec<CounterValue>; 2], PolicyError> {
+        let mut values: [Vec<CounterValue>; 2] = Default::default();
+        for (index, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+            let json = self
+                .nft
+                .counters(family)
+                .map_err(PolicyError::ReadCounters)?;
+            if let Some(json) = json {
+                values[index] =
+                    parse_counters(&json, family).map_err(|source| PolicyError::Parse {
+                        family: nft_family(family),
+                        source,
+                    })?;
+            }
+        }
+        Ok(values)
     }
 
     fn count_failure(&self, kind: ApplyKind) {

@@ -31,6 +31,11 @@ pub enum NftError {
         family: &'static str,
         stderr: String,
     },
+    #[error("nft -j list counters table {family} {TABLE}: {stderr}")]
+    Counters {
+        family: &'static str,
+        stderr: String,
+    },
 }
 
 fn failing_text(failing: &[String]) -> String {
@@ -47,6 +52,9 @@ pub trait Nft: Send {
     fn run(&mut self, script: &str) -> Result<(), NftError>;
     /// `nft -j list table <family> starling`, or `None` when the table does not exist.
     fn list(&mut self, family: Family) -> Result<Option<String>, NftError>;
+    /// `nft -j list counters table <family> starling` (the named counters with their values),
+    /// or `None` when the table does not exist.
+    fn counters(&mut self, family: Family) -> Result<Option<String>, NftError>;
 }
 
 /// The real `nft` binary (`nft` from `PATH` unless told otherwise).
@@ -69,6 +77,26 @@ impl NftCommand {
             program: self.program.display().to_string(),
             source,
         }
+    }
+
+    /// stdout of a listing, `None` when the table does not exist.
+    fn listing(
+        &self,
+        args: &[&str],
+        failed: impl FnOnce(String) -> NftError,
+    ) -> Result<Option<String>, NftError> {
+        let output = Command::new(&self.program)
+            .args(args)
+            .output()
+            .map_err(|error| self.spawn_error(error))?;
+        if output.status.success() {
+            return Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()));
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        if stderr.contains("No such file or directory") {
+            return Ok(None);
+        }
+        Err(failed(stderr))
     }
 }
 
@@ -96,18 +124,17 @@ impl Nft for NftCommand {
 
     fn list(&mut self, family: Family) -> Result<Option<String>, NftError> {
         let family = nft_family(family);
-        let output = Command::new(&self.program)
-            .args(["-j", "list", "table", family, TABLE])
-            .output()
-            .map_err(|error| self.spawn_error(error))?;
-        if output.status.success() {
-            return Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()));
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        if stderr.contains("No such file or directory") {
-            return Ok(None);
-        }
-        Err(NftError::List { family, stderr })
+        self.listing(&["-j", "list", "table", family, TABLE], |stderr| {
+            NftError::List { family, stderr }
+        })
+    }
+
+    fn counters(&mut self, family: Family) -> Result<Option<String>, NftError> {
+        let family = nft_family(family);
+        self.listing(
+            &["-j", "list", "counters", "table", family, TABLE],
+            |stderr| NftError::Counters { family, stderr },
+        )
     }
 }
 

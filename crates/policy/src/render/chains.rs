@@ -1,11 +1,12 @@
 //! The bodies of Starling's chains: the static forward path (base chains and dispatch), one
 //! endpoint's pipeline, one policy's or profile's rules. Each returns its sealed state and rule
-//! texts (trailer with the signature included).
+//! texts (trailer with the signature included), with the named counters those rules use.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::program::{Direction, Family, Pipeline, RuleList, SetId, TierDefault};
 
+use super::counters::CounterUse;
 use super::names::{self, Owner};
 use super::rules::{mark, render_rule, ChainKind};
 use super::view::{seal, BaseSpec, ChainState};
@@ -15,6 +16,7 @@ pub(crate) struct Sealed {
     pub name: String,
     pub state: ChainState,
     pub rules: Vec<String>,
+    pub counters: BTreeMap<String, CounterUse>,
 }
 
 fn sealed(name: &str, base: Option<BaseSpec>, rules: Vec<String>, trailer: &str) -> Sealed {
@@ -23,6 +25,7 @@ fn sealed(name: &str, base: Option<BaseSpec>, rules: Vec<String>, trailer: &str)
         name: name.to_string(),
         state,
         rules,
+        counters: BTreeMap::new(),
     }
 }
 
@@ -91,13 +94,18 @@ pub(crate) fn pipeline_owners(pipeline: &Pipeline) -> impl Iterator<Item = Owner
 /// An endpoint's chain for one direction. Tiers in order: the pass mark is cleared, each policy
 /// is jumped to while no policy of the tier passed (the first one always), and a tier whose
 /// default is Deny drops what no policy passed (an Allow or Deny never comes back). Then the
-/// pass mark is cleared again, the profiles jumped to, and the rest dropped.
+/// pass mark is cleared again, the profiles jumped to, and the rest dropped. Every drop of the
+/// chain counts on the endpoint's denied counter (`key` is the endpoint's `<ns>/<name>`).
 pub(crate) fn endpoint_chain(
     interface: &str,
+    key: &str,
     direction: Direction,
     pipeline: &Pipeline,
     config: &RenderConfig,
 ) -> Sealed {
+    let name = names::endpoint_chain(interface, direction);
+    let counter = names::denied_counter(&name);
+    let drop = format!("counter name \"{counter}\" drop");
     let pass = mark(config.pass_mark);
     let unpassed = format!("meta mark & {pass} == 0x00000000");
     let mut rules = vec![];
@@ -116,9 +124,9 @@ pub(crate) fn endpoint_chain(
         }
         if tier.default_action == TierDefault::Deny {
             if tier.policies.is_empty() {
-                rules.push("drop".to_string());
+                rules.push(drop.clone());
             } else {
-                rules.push(format!("{unpassed} drop"));
+                rules.push(format!("{unpassed} {drop}"));
             }
         }
     }
@@ -133,12 +141,15 @@ pub(crate) fn endpoint_chain(
         let target = names::owner_chain(&Owner::Profile(profile.clone()), direction);
         rules.push(format!("jump {target}"));
     }
-    sealed(
-        &names::endpoint_chain(interface, direction),
-        None,
-        rules,
-        "drop",
-    )
+    let mut sealed = sealed(&name, None, rules, &drop);
+    sealed.counters.insert(
+        counter,
+        CounterUse::Denied {
+            endpoint: key.to_string(),
+            direction,
+        },
+    );
+    sealed
 }
 
 /// A policy's or profile's chain for one direction and family; adds the sets it reads.
@@ -154,9 +165,27 @@ pub(crate) fn owner_chain(
         Owner::Policy(_) => ChainKind::Policy,
         Owner::Profile(_) => ChainKind::Profile,
     };
+    let name = names::owner_chain(owner, direction);
     let mut texts = vec![];
+    let mut counters = BTreeMap::new();
     for rule in rules.map(|list| list.family(family)).unwrap_or_default() {
-        render_rule(rule, family, kind, config, &mut texts, sets);
+        let counter = names::rule_counter(&name, rule.index, rule.action);
+        let written = texts.len();
+        render_rule(rule, family, kind, config, Some(&counter), &mut texts, sets);
+        // A rule that cannot match in this family has no nft rule, hence no counter.
+        if texts.len() > written {
+            counters.insert(
+                counter,
+                CounterUse::Rule {
+                    owner: owner.clone(),
+                    direction,
+                    index: rule.index,
+                    action: rule.action,
+                },
+            );
+        }
     }
-    sealed(&names::owner_chain(owner, direction), None, texts, "return")
+    let mut sealed = sealed(&name, None, texts, "return");
+    sealed.counters = counters;
+    sealed
 }

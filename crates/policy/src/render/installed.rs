@@ -1,6 +1,7 @@
 //! What the kernel holds, read from `nft -j list table <family> starling`: chains with their
 //! signature (the last rule's comment, valid only when its rule count matches), sets and maps
-//! with their elements. Rules themselves are not parsed: the signature stands for them.
+//! with their elements, named counters by name. Rules themselves are not parsed: the signature
+//! stands for them. [`parse_counters`] reads the values of `nft -j list counters`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -85,6 +86,12 @@ pub fn parse_table(json: &str, family: Family) -> Result<TableView, ParseError> 
             }
             let (name, parsed) = parse_set(set)?;
             view.sets.insert(name, parsed);
+        } else if let Some(counter) = object.get("counter") {
+            // Only the name: a resync never compares values.
+            if ours(counter) {
+                view.counters
+                    .insert(string_field(counter, "name", "counter")?);
+            }
         } else if let Some(rule) = object.get("rule") {
             if !ours(rule) {
                 continue;
@@ -238,9 +245,85 @@ fn verdict_element(item: &Value) -> Option<Element> {
     Some(Element::Verdict(interface, text))
 }
 
+/// One counter as the kernel holds it. `handle` changes when the counter is recreated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterValue {
+    pub name: String,
+    pub handle: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+fn number(object: &Value, field: &str, name: &str) -> Result<u64, ParseError> {
+    object
+        .get(field)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| shape(format!("counter {name}: {field}"), "an unsigned integer"))
+}
+
+/// The counters of Starling's `family` table in a `nft -j list counters` (or `list table`)
+/// listing; anything else in it is ignored.
+pub fn parse_counters(json: &str, family: Family) -> Result<Vec<CounterValue>, ParseError> {
+    let root: Value = serde_json::from_str(json)?;
+    let objects = root
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or_else(|| shape("top level", "an object with an \"nftables\" array"))?;
+    let fam = nft_family(family);
+    let mut values = vec![];
+    for counter in objects.iter().filter_map(|object| object.get("counter")) {
+        let ours = counter.get("family").and_then(Value::as_str) == Some(fam)
+            && counter.get("table").and_then(Value::as_str) == Some(TABLE);
+        if !ours {
+            continue;
+        }
+        let name = counter
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| shape("counter: name", "a string"))?;
+        values.push(CounterValue {
+            name: name.to_string(),
+            handle: number(counter, "handle", name)?,
+            packets: number(counter, "packets", name)?,
+            bytes: number(counter, "bytes", name)?,
+        });
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_listings_parse_and_name_what_is_wrong() {
+        let listing = r#"{"nftables": [
+          {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+          {"counter": {"family": "ip", "name": "pi-knp/ns/a.r0.allow", "table": "starling",
+                       "handle": 1, "packets": 7, "bytes": 420}},
+          {"counter": {"family": "ip", "name": "alien", "table": "other",
+                       "handle": 2, "packets": 1, "bytes": 1}},
+          {"counter": {"family": "ip6", "name": "tw-cali1.drop", "table": "starling",
+                       "handle": 3, "packets": 1, "bytes": 80}}
+        ]}"#;
+        let values = parse_counters(listing, Family::V4).unwrap();
+        assert_eq!(
+            values,
+            [CounterValue {
+                name: "pi-knp/ns/a.r0.allow".into(),
+                handle: 1,
+                packets: 7,
+                bytes: 420
+            }]
+        );
+        let v6 = parse_counters(listing, Family::V6).unwrap();
+        assert_eq!((v6.len(), v6[0].packets), (1, 1));
+        let broken = r#"{"nftables": [{"counter": {"family": "ip", "table": "starling",
+            "name": "x", "handle": 1, "packets": "many", "bytes": 0}}]}"#;
+        let error = parse_counters(broken, Family::V4).unwrap_err().to_string();
+        assert!(error.contains("counter x: packets"), "{error}");
+        assert!(parse_counters("[]", Family::V4).is_err());
+    }
 
     const LISTING: &str = r#"{"nftables": [
       {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
@@ -261,6 +344,10 @@ mod tests {
       {"chain": {"family": "ip", "table": "starling", "name": "forward-egress", "handle": 3,
                  "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
       {"chain": {"family": "ip", "table": "starling", "name": "fw-cali1", "handle": 2}},
+      {"counter": {"family": "ip", "name": "fw-cali1.drop", "table": "starling", "handle": 11,
+                   "packets": 3, "bytes": 180}},
+      {"counter": {"family": "ip", "name": "alien", "table": "other", "handle": 12,
+                   "packets": 0, "bytes": 0}},
       {"chain": {"family": "ip", "table": "starling", "name": "pi-x", "handle": 5}},
       {"chain": {"family": "ip", "table": "other", "name": "alien", "handle": 9}},
       {"rule": {"family": "ip", "table": "starling", "chain": "fw-cali1", "handle": 7,
@@ -289,6 +376,7 @@ mod tests {
             })
         );
         assert!(!view.chains.contains_key("alien"));
+        assert_eq!(view.counters.iter().collect::<Vec<_>>(), ["fw-cali1.drop"]);
         let map: Vec<String> = view.sets["from-wl"]
             .elements
             .iter()

@@ -22,6 +22,8 @@
 //!   (in a profile: returns), Log logs and goes on.
 //! * sets `s-<hash>` (selector members, `flags interval`, overlaps coalesced) and `n-<hash>`
 //!   (named ports, `addr . inet_proto . inet_service`).
+//! * named counters ([`counters`]): `<policy chain>.r<index>.<action>` on every rule of a policy
+//!   or profile, `<endpoint chain>.drop` on an endpoint chain's own drops.
 //!
 //! Every chain ends with a trailer rule (its final verdict) whose comment is
 //! `starling h=<content hash> n=<rule count>`, so a resync compares chains without reading
@@ -29,6 +31,7 @@
 //! `nft -j list table` output, the edge (src/dataplane/policy) runs `nft`.
 
 mod chains;
+pub mod counters;
 pub mod installed;
 pub mod names;
 mod renderer;
@@ -40,6 +43,8 @@ mod view;
 #[cfg(test)]
 mod tests;
 
+pub use counters::CounterUse;
+pub use installed::CounterValue;
 pub use renderer::{ObjectCounts, Renderer};
 pub use sets::{coalesce, Element, SetKind, SetView};
 pub use view::{BaseSpec, ChainState, TableView};
@@ -135,12 +140,15 @@ pub struct Touched {
     pub chains_deleted: usize,
     pub map_elements_added: usize,
     pub map_elements_removed: usize,
+    /// Named counters created or deleted (a counter's value is never written).
+    pub counters_created: usize,
+    pub counters_deleted: usize,
     /// Rules written into created or rewritten chains.
     pub rules_written: usize,
 }
 
 impl Touched {
-    /// Objects touched: sets, set and map elements and chains (not counting rules).
+    /// Objects touched: sets, set and map elements, chains and counters (not counting rules).
     pub fn objects(&self) -> usize {
         self.sets_created
             + self.sets_deleted
@@ -152,6 +160,8 @@ impl Touched {
             + self.chains_deleted
             + self.map_elements_added
             + self.map_elements_removed
+            + self.counters_created
+            + self.counters_deleted
     }
 
     pub fn add(&mut self, other: &Touched) {
@@ -165,6 +175,8 @@ impl Touched {
         self.chains_deleted += other.chains_deleted;
         self.map_elements_added += other.map_elements_added;
         self.map_elements_removed += other.map_elements_removed;
+        self.counters_created += other.counters_created;
+        self.counters_deleted += other.counters_deleted;
         self.rules_written += other.rules_written;
     }
 }

@@ -4,11 +4,13 @@
 //! Names stay readable when they can (`pi-knp/default/allow-web`, `tw-cali12ab34cd56e`): a raw
 //! name made only of `[A-Za-z0-9./-]` and short enough is kept behind its prefix; anything else
 //! becomes `<prefix>_<hash>`. A readable name never contains `_`, so the two forms never collide.
-//! Sets are always hashed (selectors are long expressions).
+//! Sets are always hashed (selectors are long expressions). Named counters take their chain's
+//! name plus a suffix (`.r<index>.<action>`, `.drop`) that reads back unambiguously from the
+//! end, so two chains never share a counter name.
 
 use sha2::{Digest, Sha256};
 
-use crate::program::{Direction, PolicyId, SetId};
+use crate::program::{Action, Direction, PolicyId, SetId};
 
 /// The table's name in both families.
 pub const TABLE: &str = "starling";
@@ -92,6 +94,28 @@ pub fn owner_chain(owner: &Owner, direction: Direction) -> String {
         (Owner::Profile(name), Direction::Ingress) => legal("pri-", name),
         (Owner::Profile(name), Direction::Egress) => legal("pro-", name),
     }
+}
+
+/// Lowercase name of an action, as counters and metrics spell it.
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+        Action::Pass => "pass",
+        Action::Log => "log",
+    }
+}
+
+/// The named counter of rule `index` (its action included: an edit changing the action starts
+/// a new counter) in the policy or profile chain `chain`.
+pub fn rule_counter(chain: &str, index: usize, action: Action) -> String {
+    format!("{chain}.r{index}.{}", action_name(action))
+}
+
+/// The named counter of what an endpoint chain itself drops (tier default Deny, no profile
+/// allowed).
+pub fn denied_counter(chain: &str) -> String {
+    format!("{chain}.drop")
 }
 
 /// `s-<hash of the selector>` or `n-<hash of selector, protocol and port name>`.

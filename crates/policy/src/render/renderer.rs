@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::program::{Changes, Direction, EndpointProgram, Family, Program, SetId};
+use crate::program::{Changes, Direction, EndpointProgram, Family, PolicyId, Program, SetId};
 
 use super::chains::{self, Sealed};
 use super::names::{self, Owner};
@@ -34,6 +34,8 @@ pub struct ObjectCounts {
     pub sets: usize,
     pub set_elements: usize,
     pub map_elements: usize,
+    /// Named counters (rules of policies and profiles, endpoint drops).
+    pub counters: usize,
 }
 
 pub struct Renderer {
@@ -104,6 +106,7 @@ impl Renderer {
         let mut counts = ObjectCounts {
             chains: table.chains.len(),
             rules: table.rule_count(),
+            counters: table.counters.len(),
             ..ObjectCounts::default()
         };
         for set in table.sets.values() {
@@ -115,6 +118,24 @@ impl Renderer {
             }
         }
         counts
+    }
+
+    /// The tier of each policy some rendered endpoint's pipeline runs (a policy belongs to one
+    /// tier), for naming its counters.
+    pub fn policy_tiers(&self) -> BTreeMap<PolicyId, String> {
+        let mut tiers = BTreeMap::new();
+        for endpoint in self.endpoints.values() {
+            for direction in DIRECTIONS {
+                for step in &endpoint.pipeline(direction).tiers {
+                    for policy in &step.policies {
+                        if !tiers.contains_key(policy) {
+                            tiers.insert(policy.clone(), step.tier.clone());
+                        }
+                    }
+                }
+            }
+        }
+        tiers
     }
 
     /// Forgets everything and renders `program` from nothing; returns the transaction that
@@ -256,13 +277,30 @@ impl Renderer {
             .or_insert(was);
     }
 
+    fn touch_counters<'a>(
+        &self,
+        pending: &mut Pending,
+        index: usize,
+        names: impl IntoIterator<Item = &'a String>,
+    ) {
+        for name in names {
+            if !pending.before[index].counters.contains_key(name) {
+                let was = self.tables[index].counters.contains(name);
+                pending.before[index].counters.insert(name.clone(), was);
+            }
+        }
+    }
+
     fn put_chain(&mut self, pending: &mut Pending, index: usize, sealed: Sealed) {
         self.touch_chain(pending, index, &sealed.name);
-        self.tables[index].put_chain(&sealed.name, sealed.state, sealed.rules);
+        self.touch_counters(pending, index, self.tables[index].counters_of(&sealed.name));
+        self.touch_counters(pending, index, sealed.counters.keys());
+        self.tables[index].put_chain(&sealed.name, sealed.state, sealed.rules, sealed.counters);
     }
 
     fn remove_chain(&mut self, pending: &mut Pending, index: usize, name: &str) {
         self.touch_chain(pending, index, name);
+        self.touch_counters(pending, index, self.tables[index].counters_of(name));
         self.tables[index].remove_chain(name);
     }
 
@@ -341,8 +379,13 @@ impl Renderer {
                 }
                 for family in FAMILIES {
                     let index = family_index(family);
-                    let sealed =
-                        chains::endpoint_chain(&new.interface, direction, pipeline, &self.config);
+                    let sealed = chains::endpoint_chain(
+                        &new.interface,
+                        &new.key,
+                        direction,
+                        pipeline,
+                        &self.config,
+                    );
                     self.put_chain(pending, index, sealed);
                     self.set_map_element(pending, index, direction, &new.interface, true);
                 }

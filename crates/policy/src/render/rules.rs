@@ -170,12 +170,14 @@ fn verdict(action: Action, kind: ChainKind, config: &RenderConfig) -> String {
     }
 }
 
-/// Appends the nft rules of `rule` to `out` and the sets it reads to `sets`.
+/// Appends the nft rules of `rule` to `out` and the sets it reads to `sets`; with `counter`,
+/// every rule taking the verdict names that counter (a packet matches at most one of them).
 pub(crate) fn render_rule(
     rule: &Rule,
     family: Family,
     kind: ChainKind,
     config: &RenderConfig,
+    counter: Option<&str>,
     out: &mut Vec<String>,
     sets: &mut BTreeSet<SetId>,
 ) {
@@ -218,7 +220,13 @@ pub(crate) fn render_rule(
             matches.push(parts.join(" "));
         }
     }
-    let verdict = verdict(rule.action, kind, config);
+    let verdict = match counter {
+        Some(name) => format!(
+            "counter name \"{name}\" {}",
+            verdict(rule.action, kind, config)
+        ),
+        None => verdict(rule.action, kind, config),
+    };
     let join = |matched: &str, tail: &str| {
         if matched.is_empty() {
             tail.to_string()

@@ -5,14 +5,16 @@
 //! table; new sets and maps; set element deletions then additions (deletions first so a
 //! coalesced replacement never overlaps); new chains declared (so any chain may jump to any);
 //! new and changed chains filled (changed ones flushed first); map element deletions then
-//! additions (targets exist now); removed chains flushed, removed sets and maps deleted (nothing
-//! refers to them any more), removed chains deleted.
+//! additions (targets exist now); removed chains flushed, removed sets, maps and counters
+//! deleted (nothing refers to them any more), removed chains deleted. New named counters come
+//! right after the new sets, before any rule names them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::program::Family;
 
+use super::counters::CounterUse;
 use super::names::{self, SIGNATURE_PREFIX, TABLE};
 use super::sets::{Element, SetKind, SetView};
 use super::{nft_family, Touched};
@@ -40,16 +42,35 @@ pub struct TableView {
     /// Rule texts per chain, trailer included (desired views only).
     pub rules: BTreeMap<String, Vec<String>>,
     pub sets: BTreeMap<String, SetView>,
+    /// Named counters. A resync compares names only: values never make a difference.
+    pub counters: BTreeSet<String>,
+    /// What each counter counts (desired views only).
+    pub counter_uses: BTreeMap<String, CounterUse>,
+    /// The counters each chain's rules name (desired views only).
+    pub(crate) chain_counters: BTreeMap<String, Vec<String>>,
     pub(crate) rule_total: usize,
 }
 
 impl TableView {
-    pub(crate) fn put_chain(&mut self, name: &str, state: ChainState, rules: Vec<String>) {
+    pub(crate) fn put_chain(
+        &mut self,
+        name: &str,
+        state: ChainState,
+        rules: Vec<String>,
+        counters: BTreeMap<String, CounterUse>,
+    ) {
         self.rule_total += rules.len();
         if let Some(old) = self.rules.insert(name.to_string(), rules) {
             self.rule_total -= old.len();
         }
         self.chains.insert(name.to_string(), state);
+        self.forget_counters(name);
+        self.chain_counters
+            .insert(name.to_string(), counters.keys().cloned().collect());
+        for (counter, what) in counters {
+            self.counters.insert(counter.clone());
+            self.counter_uses.insert(counter, what);
+        }
     }
 
     pub(crate) fn remove_chain(&mut self, name: &str) {
@@ -57,6 +78,23 @@ impl TableView {
             self.rule_total -= old.len();
         }
         self.chains.remove(name);
+        self.forget_counters(name);
+    }
+
+    /// Counter names are derived from their chain's, so a chain's counters are its alone.
+    fn forget_counters(&mut self, chain: &str) {
+        for counter in self.chain_counters.remove(chain).unwrap_or_default() {
+            self.counters.remove(&counter);
+            self.counter_uses.remove(&counter);
+        }
+    }
+
+    /// The counters chain `name`'s rules name (desired views).
+    pub fn counters_of(&self, chain: &str) -> &[String] {
+        self.chain_counters
+            .get(chain)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// Rules in the desired chains.
@@ -101,6 +139,8 @@ pub(crate) struct Before {
     pub sets: BTreeMap<String, Option<(SetKind, bool)>>,
     /// Touched elements of sets present before and after: whether each was present.
     pub elements: BTreeMap<String, BTreeMap<Element, bool>>,
+    /// Touched named counters: whether each was present.
+    pub counters: BTreeMap<String, bool>,
 }
 
 impl Before {
@@ -127,6 +167,11 @@ impl Before {
                     before.elements.insert(name.clone(), touched);
                 }
             }
+        }
+        for name in installed.counters.symmetric_difference(&desired.counters) {
+            before
+                .counters
+                .insert(name.clone(), installed.counters.contains(name));
         }
         before
     }
@@ -205,6 +250,19 @@ pub(crate) fn write_family(
             t.set_elements_added += added.len();
             elements_line(&mut text, fam, name, "delete", &gone);
             elements_line(&mut text, fam, name, "add", &added);
+        }
+    }
+
+    // Named counters before any rule names them.
+    let mut removed_counters = vec![];
+    for (name, was) in &before.counters {
+        match (*was, after.counters.contains(name)) {
+            (false, true) => {
+                let _ = writeln!(text, "add counter {fam} {TABLE} {name}");
+                t.counters_created += 1;
+            }
+            (true, false) => removed_counters.push(name),
+            _ => {}
         }
     }
 
@@ -288,6 +346,10 @@ pub(crate) fn write_family(
         };
         let _ = writeln!(text, "delete {keyword} {fam} {TABLE} {name}");
         t.sets_deleted += 1;
+    }
+    for name in removed_counters {
+        let _ = writeln!(text, "delete counter {fam} {TABLE} {name}");
+        t.counters_deleted += 1;
     }
     for name in removed_chains {
         let _ = writeln!(text, "delete chain {fam} {TABLE} {name}");

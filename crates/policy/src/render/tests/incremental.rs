@@ -139,8 +139,11 @@ fn a_new_endpoint_gets_its_chain_before_its_map_element() {
     }
     // Its policy chain already exists (B uses it): not rewritten.
     assert!(!script.contains("chain ip starling pi-"), "{script}");
-    // 2 chains and 2 map elements per family.
-    assert_eq!(transaction.touched.objects(), 8, "{script}");
+    // 2 chains, their 2 denied counters (created first) and 2 map elements per family.
+    assert_eq!(transaction.touched.counters_created, 4, "{script}");
+    assert_eq!(transaction.touched.objects(), 12, "{script}");
+    let counter = position(script, "add counter ip starling tw-calidddd.drop");
+    assert!(counter < position(script, "add rule ip starling tw-calidddd"));
 }
 
 #[test]
@@ -266,7 +269,8 @@ fn one_pod_added_to_a_large_program_touches_a_handful_of_objects() {
     assert!(counts.chains > 400 && counts.sets == 100, "{counts:?}");
     let changes = synthetic::add_endpoint(&mut program, endpoints, endpoints, policies);
     let transaction = renderer.update(&program, &changes);
-    // Per family: 2 endpoint chains, 2 map elements, one element in each of its 2 sets.
+    // Per family: 2 endpoint chains with their 2 denied counters, 2 map elements, one element
+    // in each of its 2 sets.
     assert_eq!(
         transaction.touched.chains_created, 4,
         "{}",
@@ -274,7 +278,8 @@ fn one_pod_added_to_a_large_program_touches_a_handful_of_objects() {
     );
     assert_eq!(transaction.touched.map_elements_added, 4);
     assert_eq!(transaction.touched.set_elements_added, 4);
-    assert_eq!(transaction.touched.objects(), 12);
+    assert_eq!(transaction.touched.counters_created, 4);
+    assert_eq!(transaction.touched.objects(), 16);
     assert!(transaction.script.len() < full.script.len() / 100);
     // And the incremental state equals a fresh render of the new program.
     let mut fresh = Renderer::new(RenderConfig::default()).unwrap();

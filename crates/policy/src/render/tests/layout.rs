@@ -59,11 +59,15 @@ fn endpoint_chain_runs_tiers_then_profiles_then_drops() {
     let rules = &renderer.table(Family::V4).rules["tw-calibbbb"];
     assert_eq!(rules[0], "meta mark set meta mark & 0xfffdffff");
     assert_eq!(rules[1], "jump pi-knp/ns/deny-b");
-    assert_eq!(rules[2], "meta mark & 0x00020000 == 0x00000000 drop");
+    // Tier default and final drop count on the endpoint's one denied counter.
+    assert_eq!(
+        rules[2],
+        "meta mark & 0x00020000 == 0x00000000 counter name \"tw-calibbbb.drop\" drop"
+    );
     assert_eq!(rules[3], "meta mark set meta mark & 0xfffdffff");
     assert_eq!(rules[4], "jump pri-kns.ns");
     assert!(
-        rules[5].starts_with("drop comment \"starling h="),
+        rules[5].starts_with("counter name \"tw-calibbbb.drop\" drop comment \"starling h="),
         "{rules:?}"
     );
     assert!(rules[5].ends_with(" n=6\""), "{rules:?}");
@@ -99,7 +103,7 @@ fn later_policies_of_a_tier_run_only_while_nothing_passed_and_pass_tiers_do_not_
             "meta mark & 0x00020000 == 0x00000000 jump pi-knp/ns/p2",
             "meta mark set meta mark & 0xfffdffff",
             "jump pi-knp/ns/p3",
-            "meta mark & 0x00020000 == 0x00000000 drop",
+            "meta mark & 0x00020000 == 0x00000000 counter name \"tw-caliaaaa.drop\" drop",
             "meta mark set meta mark & 0xfffdffff",
         ]
     );
@@ -113,7 +117,10 @@ fn policy_chains_only_for_referenced_directions_and_sets_only_when_read() {
     let v4 = renderer.table(Family::V4);
     let allow = &v4.rules["pi-knp/ns/allow-from-a"];
     let a = set_name(&selector("role == 'a'"));
-    assert_eq!(allow[0], format!("ip saddr @{a} accept"));
+    assert_eq!(
+        allow[0],
+        format!("ip saddr @{a} counter name \"pi-knp/ns/allow-from-a.r0.allow\" accept")
+    );
     assert!(allow[1].starts_with("return comment"));
     assert!(!v4.chains.contains_key("po-knp/ns/allow-from-a"));
     assert!(v4.chains.contains_key("pri-kns.ns") && v4.chains.contains_key("pro-kns.ns"));

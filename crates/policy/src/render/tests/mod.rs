@@ -1,6 +1,7 @@
 //! Table tests of the rendering, without a kernel: rules, chains, the full layout, incremental
 //! transactions and resync.
 
+mod counters;
 mod incremental;
 mod layout;
 mod rules;

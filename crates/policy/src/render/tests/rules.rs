@@ -15,6 +15,7 @@ fn render(rule: &Rule, family: Family, kind: ChainKind) -> (Vec<String>, BTreeSe
         family,
         kind,
         &RenderConfig::default(),
+        None,
         &mut out,
         &mut sets,
     );
