@@ -2,7 +2,8 @@
 //! rule, the profile and an endpoint's own drops grow by exactly what the pods sent (counted
 //! independently by an output-hook counter inside each sending pod), the Prometheus series
 //! follow them, a policy edit keeps them, removing a policy removes its series, and an idle
-//! resync after all that traffic still writes nothing. nft only runs in the test namespaces.
+//! resync after all that traffic still writes nothing; the nfnetlink counter dump reads what
+//! `nft -j list counters` lists. nft only runs in the test namespaces.
 
 #[path = "support/netns_test.rs"]
 mod netns_test;
@@ -15,11 +16,15 @@ use dataplane_policy_support::*;
 use std::collections::BTreeSet;
 
 use netns_test::run;
+use prometheus::core::Collector;
 use prometheus::Registry;
-use starling::dataplane::policy::{ApplyKind, CounterReport, PolicyDataplane, PolicyNftMetrics};
+use starling::dataplane::policy::{
+    netlink, ApplyKind, CounterReport, PolicyDataplane, PolicyNftMetrics,
+};
 use starling::netns;
 use starling_policy::program::*;
-use starling_policy::render::RenderConfig;
+use starling_policy::render::installed::parse_counters;
+use starling_policy::render::{nft_family, synthetic, RenderConfig};
 
 /// A counter in `namespace` of the TCP SYNs it sends to `port` (its own table, in the pod).
 fn count_syns(namespace: &str, port: u16) {
@@ -148,6 +153,24 @@ fn counters_count_what_was_allowed_and_denied_and_an_idle_resync_writes_nothing(
     );
     assert!(report.packets >= 2 * sent_a.0 + 2 * sent_b, "{report:?}");
 
+    // The netlink dump reads what nft lists, values and handles included; a namespace without
+    // Starling's table has no counters.
+    for family in [Family::V4, Family::V6] {
+        let listed = node.nft(&format!(
+            "-j list counters table {} starling",
+            nft_family(family)
+        ));
+        let mut from_nft = parse_counters(&listed, family).unwrap();
+        let mut dumped = netns::run_in(node.node.name(), || netlink::dump_counters(family))
+            .unwrap()
+            .unwrap();
+        from_nft.sort_by(|x, y| x.name.cmp(&y.name));
+        dumped.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(dumped, from_nft, "{family:?}");
+        let elsewhere = netns::run_in(a_ns, || netlink::dump_counters(family)).unwrap();
+        assert_eq!(elsewhere.unwrap(), []);
+    }
+
     // Counter values are no difference: the resync after all that traffic writes nothing.
     let resync = netns::run_in(node.node.name(), || dataplane.resync(&program))
         .unwrap()
@@ -190,4 +213,56 @@ fn counters_count_what_was_allowed_and_denied_and_an_idle_resync_writes_nothing(
         .unwrap()
         .unwrap();
     assert_eq!(resync.script_bytes, 0, "{resync:?}");
+}
+
+#[test]
+fn every_counter_of_a_synthetic_node_is_read_and_named() {
+    let test = "every_counter_of_a_synthetic_node_is_read_and_named";
+    if !require_root(test) || !require_programs(test, PROGRAMS) {
+        return;
+    }
+    let node = netns::create(&netns::unique_name("st-pol-scale")).unwrap();
+    let (endpoints, policies) = (200, 400);
+    let mut program = synthetic::large_program(endpoints, policies);
+    let metrics = PolicyNftMetrics::new(&Registry::new());
+    let mut dataplane =
+        PolicyDataplane::new(RenderConfig::default(), Some(metrics.clone())).unwrap();
+    netns::run_in(node.name(), || {
+        dataplane.apply(&program, &Changes::default())
+    })
+    .unwrap()
+    .unwrap();
+    let rendered: usize = [Family::V4, Family::V6]
+        .into_iter()
+        .map(|family| dataplane.renderer().counts(family).counters)
+        .sum();
+    let report = netns::run_in(node.name(), || dataplane.refresh_counters())
+        .unwrap()
+        .unwrap();
+    assert!(rendered > 2 * 2 * endpoints, "{rendered}");
+    assert_eq!(
+        (report.counters, report.unknown),
+        (rendered, 0),
+        "{report:?}"
+    );
+    let denied = metrics.denied_packets_total.collect()[0].get_metric().len();
+    assert_eq!(
+        denied,
+        2 * endpoints,
+        "one series per endpoint and direction"
+    );
+
+    // One more pod: its counters are read at once, nothing else moves.
+    let changes = synthetic::add_endpoint(&mut program, endpoints, endpoints, policies);
+    netns::run_in(node.name(), || dataplane.apply(&program, &changes))
+        .unwrap()
+        .unwrap();
+    let report = netns::run_in(node.name(), || dataplane.refresh_counters())
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.counters, report.unknown), (rendered + 4, 0));
+    assert_eq!(
+        metrics.denied_packets_total.collect()[0].get_metric().len(),
+        2 * endpoints + 2
+    );
 }

@@ -11,18 +11,18 @@
 //!
 //! Every policy and profile rule and every endpoint chain's own drops count on named nft
 //! counters (`starling_policy::render::counters`); [`PolicyDataplane::refresh_counters`] reads
-//! them (`nft -j list counters`, no rules listed) and moves the `starling_policy_rule_*` and
+//! them (one nfnetlink dump of the counter objects, no rule read: [`netlink`]) and moves the `starling_policy_rule_*` and
 //! `starling_policy_denied_*` metrics by their growth. Counter values never count as a
 //! difference: an idle resync still writes nothing.
 
 pub mod counters;
 pub mod metrics;
+pub mod netlink;
 pub mod nft;
 
 use std::time::{Duration, Instant};
 
 use starling_policy::program::{Changes, Family, Program};
-use starling_policy::render::installed::parse_counters;
 use starling_policy::render::installed::{self, ParseError};
 use starling_policy::render::{
     nft_family, ConfigError, CounterValue, RenderConfig, Renderer, TableView, Touched, Transaction,
@@ -203,21 +203,15 @@ impl PolicyDataplane {
     }
 
     fn read_counters(&mut self) -> Result<[Vec<CounterValue>; 2], PolicyError> {
-        let mut values: [Vec<CounterValue>; 2] = Default::default();
-        for (index, family) in [Family::V4, Family::V6].into_iter().enumerate() {
-            let json = self
-                .nft
-                .counters(family)
-                .map_err(PolicyError::ReadCounters)?;
-            if let Some(json) = json {
-                values[index] =
-                    parse_counters(&json, family).map_err(|source| PolicyError::Parse {
-                        family: nft_family(family),
-                        source,
-                    })?;
-            }
-        }
-        Ok(values)
+        let v4 = self
+            .nft
+            .counters(Family::V4)
+            .map_err(PolicyError::ReadCounters)?;
+        let v6 = self
+            .nft
+            .counters(Family::V6)
+            .map_err(PolicyError::ReadCounters)?;
+        Ok([v4, v6])
     }
 
     fn count_failure(&self, kind: ApplyKind) {

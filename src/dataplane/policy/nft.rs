@@ -1,5 +1,6 @@
 //! Running `nft`: one transaction from a script on stdin (`nft -f -`, atomic: all of it or
-//! none), and the JSON listing of one of Starling's policy tables. `nft` runs as a child of the
+//! none), the JSON listing of one of Starling's policy tables, and its named counters (read
+//! over nfnetlink). `nft` runs as a child of the
 //! calling thread, hence in that thread's network namespace. [`Nft`] is the seam tests fake.
 
 use std::io::Write as _;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use starling_policy::program::Family;
-use starling_policy::render::{names::TABLE, nft_family};
+use starling_policy::render::{names::TABLE, nft_family, CounterValue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -31,10 +32,10 @@ pub enum NftError {
         family: &'static str,
         stderr: String,
     },
-    #[error("nft -j list counters table {family} {TABLE}: {stderr}")]
+    #[error("reading the counters of table {family} {TABLE} (nfnetlink): {message}")]
     Counters {
         family: &'static str,
-        stderr: String,
+        message: String,
     },
 }
 
@@ -52,9 +53,9 @@ pub trait Nft: Send {
     fn run(&mut self, script: &str) -> Result<(), NftError>;
     /// `nft -j list table <family> starling`, or `None` when the table does not exist.
     fn list(&mut self, family: Family) -> Result<Option<String>, NftError>;
-    /// `nft -j list counters table <family> starling` (the named counters with their values),
-    /// or `None` when the table does not exist.
-    fn counters(&mut self, family: Family) -> Result<Option<String>, NftError>;
+    /// The named counters of table `<family> starling` with their values (none when the table
+    /// does not exist).
+    fn counters(&mut self, family: Family) -> Result<Vec<CounterValue>, NftError>;
 }
 
 /// The real `nft` binary (`nft` from `PATH` unless told otherwise).
@@ -129,12 +130,13 @@ impl Nft for NftCommand {
         })
     }
 
-    fn counters(&mut self, family: Family) -> Result<Option<String>, NftError> {
-        let family = nft_family(family);
-        self.listing(
-            &["-j", "list", "counters", "table", family, TABLE],
-            |stderr| NftError::Counters { family, stderr },
-        )
+    /// Straight from the kernel ([`super::netlink`]): `nft list counters` would list every
+    /// rule first.
+    fn counters(&mut self, family: Family) -> Result<Vec<CounterValue>, NftError> {
+        super::netlink::dump_counters(family).map_err(|message| NftError::Counters {
+            family: nft_family(family),
+            message,
+        })
     }
 }
 

@@ -38,15 +38,18 @@ impl Nft for FakeNft {
         Ok(None)
     }
 
-    fn counters(&mut self, family: Family) -> Result<Option<String>, NftError> {
+    fn counters(&mut self, family: Family) -> Result<Vec<CounterValue>, NftError> {
         let state = self.0.lock().unwrap();
         if state.fail_counters {
             return Err(NftError::Counters {
                 family: nft_family(family),
-                stderr: "Operation not permitted".into(),
+                message: "Operation not permitted".into(),
             });
         }
-        Ok(state.counters[usize::from(family == Family::V6)].clone())
+        match &state.counters[usize::from(family == Family::V6)] {
+            Some(json) => Ok(installed::parse_counters(json, family).unwrap()),
+            None => Ok(vec![]),
+        }
     }
 }
 
@@ -263,7 +266,7 @@ fn counters_become_metrics_by_growth_across_recreation_and_removal() {
     // A failed read changes nothing and is counted.
     state.lock().unwrap().fail_counters = true;
     let error = dataplane.refresh_counters().unwrap_err().to_string();
-    assert!(error.contains("list counters table ip starling"), "{error}");
+    assert!(error.contains("counters of table ip starling"), "{error}");
     assert_eq!(
         metrics
             .failures_total
