@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool, IPReservation};
+use crate::resources::{
+    BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool, IPReservation,
+};
 
 /// Why manifests could not be rendered or written.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         IPReservation::crd(),
         BGPConfiguration::crd(),
         BGPPeer::crd(),
+        BGPFilter::crd(),
         FelixConfiguration::crd(),
         crate::resources::ipam::IPAMBlock::crd(),
         crate::resources::ipam::BlockAffinity::crd(),

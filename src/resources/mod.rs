@@ -15,14 +15,16 @@ pub mod node;
 use starling_model::validate::bgp::{
     import_limit_from_annotations, validate_bgp_configuration_layer, validate_bgp_peer,
 };
+use starling_model::validate::bgpfilter::validate_bgp_filter;
 use starling_model::validate::felix::validate_felix_configuration;
 use starling_model::validate::ippool::validate_ip_pool;
 use starling_model::validate::reservation::validate_ip_reservation;
 use starling_model::wire::{
-    BGPConfigurationSpec, BGPPeerSpec, FelixConfigurationSpec, IPPoolSpec, IPReservationSpec,
+    BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, FelixConfigurationSpec, IPPoolSpec,
+    IPReservationSpec,
 };
 use starling_model::{bgp::BgpConfigLayer, felix::FelixLayer};
-use starling_model::{BgpPeer, IpPool, IpReservation, ValidationError};
+use starling_model::{BgpFilter, BgpPeer, IpPool, IpReservation, ValidationError};
 
 pub use node::{CalicoNodeResource, NodeSpec, NodeStatus};
 
@@ -43,6 +45,12 @@ crd::calico_resource!(
     BGPPeerSpec,
     "bgppeers",
     "A BGPPeer: a BGP peering that some or all nodes establish."
+);
+crd::calico_resource!(
+    BGPFilter,
+    BGPFilterSpec,
+    "bgpfilters",
+    "A BGPFilter: ordered accept/reject rules for routes imported from and exported to the BGPPeers naming it."
 );
 crd::calico_resource!(
     FelixConfiguration,
@@ -100,5 +108,11 @@ impl FromResource<FelixConfiguration> for FelixLayer {
 impl FromResource<IPReservation> for IpReservation {
     fn from_resource(reservation: &IPReservation) -> Result<IpReservation, ValidationError> {
         validate_ip_reservation(name_of(&reservation.metadata), &reservation.spec)
+    }
+}
+
+impl FromResource<BGPFilter> for BgpFilter {
+    fn from_resource(filter: &BGPFilter) -> Result<BgpFilter, ValidationError> {
+        validate_bgp_filter(name_of(&filter.metadata), &filter.spec)
     }
 }

@@ -46,6 +46,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod filter;
 pub mod fsm;
 pub mod kernel;
 pub mod peering;

@@ -15,6 +15,7 @@
 
 pub mod asn;
 pub mod bgp;
+pub mod bgpfilter;
 pub mod config;
 pub mod duration;
 pub mod endpoint;
@@ -28,6 +29,7 @@ pub mod wire;
 
 pub use asn::AsNumber;
 pub use bgp::{BgpConfig, BgpPeer, NextHopMode, PeerTarget, ProgramClusterRoutes};
+pub use bgpfilter::BgpFilter;
 pub use endpoint::{PodEndpoint, WorkloadEndpoint};
 pub use felix::{FelixConfig, FelixOverrides};
 pub use node::{CalicoNode, MacAddr};

@@ -6,6 +6,7 @@
 //! Defaults are applied here, so domain types never carry "unset" where Calico has a default.
 
 pub mod bgp;
+pub mod bgpfilter;
 pub mod endpoint;
 pub mod felix;
 pub mod ippool;

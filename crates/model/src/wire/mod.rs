@@ -9,6 +9,7 @@
 //! edge crate, which alone depends on the Kubernetes client.
 
 pub mod bgpconfig;
+pub mod bgpfilter;
 pub mod bgppeer;
 pub mod felixconfig;
 pub mod ippool;
@@ -18,6 +19,7 @@ pub mod v3;
 pub mod workloadendpoint;
 
 pub use bgpconfig::BGPConfigurationSpec;
+pub use bgpfilter::BGPFilterSpec;
 pub use bgppeer::BGPPeerSpec;
 pub use felixconfig::FelixConfigurationSpec;
 pub use ippool::IPPoolSpec;

@@ -31,6 +31,9 @@ string_enum_schema!(
         "EnabledNoEncapOnly"
     ]
 );
+string_enum_schema!(filter_action, ["Accept", "Reject"]);
+string_enum_schema!(filter_match_operator, ["Equal", "NotEqual", "In", "NotIn"]);
+string_enum_schema!(filter_source, ["RemotePeers"]);
 string_enum_schema!(route_source, ["WorkloadIPs", "CalicoIPAM"]);
 string_enum_schema!(
     nat_outgoing_exclusions,
