@@ -2,7 +2,7 @@
 //! inside a test network namespace: readiness waits for the first policy program, a
 //! Kubernetes NetworkPolicy becomes nft chains and is explained over the control socket, and
 //! malformed policies (new, or a broken edit of a valid one) are counted and change nothing in
-//! the kernel. Needs root; skipped otherwise.
+//! the kernel; the rule counters are read. Needs root; skipped otherwise.
 
 #[path = "support/kube_api.rs"]
 mod kube_api;
@@ -228,6 +228,19 @@ fn kubernetes_policy_is_enforced_explained_and_malformed_policy_changes_nothing(
         );
         let rendered = metrics.render();
         assert!(rendered.contains("starling_policy_rejected_total{kind=\"NetworkPolicy\"} 1"));
+        // The thread reads the rule counters on its own interval (10 s).
+        eventually("the policy counters read", || async {
+            metrics.policy_nft.counters_read_seconds.get_sample_count() > 0
+        })
+        .await;
+        assert_eq!(
+            metrics
+                .policy_nft
+                .failures_total
+                .with_label_values(&["counters"])
+                .get(),
+            0
+        );
 
         // Deleting the policy opens x/b again.
         server.delete_object(

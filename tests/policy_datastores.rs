@@ -26,7 +26,7 @@ use starling::policy::engine::Engine;
 use starling::policy::inputs::{InputKind, InputUpdate};
 use starling::policy::watch;
 use starling_policy::explain::{explain, Packet, Verdict};
-use starling_policy::program::{PolicyId, PolicyKind, Program, TierDefault};
+use starling_policy::program::{PolicyId, PolicyKind, TierDefault};
 use starling_policy::validate::Rule;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -90,19 +90,14 @@ impl Drop for Watched {
     }
 }
 
-/// The ID a side gives the Kubernetes policy `namespace/name`.
-fn knp(side: Side, namespace: &str, name: &str) -> PolicyId {
-    match side {
-        Side::Kube => PolicyId {
-            kind: PolicyKind::KubernetesNetworkPolicy,
-            namespace: Some(namespace.to_string()),
-            name: name.to_string(),
-        },
-        Side::Etcd => PolicyId {
-            kind: PolicyKind::NetworkPolicy,
-            namespace: Some(namespace.to_string()),
-            name: format!("{KNP_PREFIX}{name}"),
-        },
+/// The ID both sides give the Kubernetes policy `namespace/name`: etcd holds it as the Calico
+/// NetworkPolicy `knp.default.<name>` (kube-controllers v3.28–v3.31, reference §2.7), which the
+/// engine recognises as the converted Kubernetes policy it is.
+fn knp(_side: Side, namespace: &str, name: &str) -> PolicyId {
+    PolicyId {
+        kind: PolicyKind::KubernetesNetworkPolicy,
+        namespace: Some(namespace.to_string()),
+        name: name.to_string(),
     }
 }
 
@@ -114,41 +109,7 @@ fn calico_np(namespace: &str, name: &str) -> PolicyId {
     }
 }
 
-/// The one legitimate difference: etcd holds a Kubernetes policy as the Calico NetworkPolicy
-/// `knp.default.<name>` (kube-controllers v3.28–v3.31, reference §2.7), so the etcd engine
-/// names it `np/<ns>/knp.default.<name>` where the Kubernetes engine, converting the object
-/// itself, names it `knp/<ns>/<name>` (v3.32). Same rules and the same place in the pipeline
-/// (all such policies have order 1000 and the common prefix keeps their order by name; the
-/// scenario keeps other default-tier policies off order 1000 so no tie can reorder them), so
-/// the etcd IDs are mapped onto the Kubernetes ones before comparing.
-fn as_kube_id(id: &PolicyId) -> PolicyId {
-    match id.name.strip_prefix(KNP_PREFIX) {
-        Some(name) if id.kind == PolicyKind::NetworkPolicy => PolicyId {
-            kind: PolicyKind::KubernetesNetworkPolicy,
-            namespace: id.namespace.clone(),
-            name: name.to_string(),
-        },
-        _ => id.clone(),
-    }
-}
-
-fn normalised(program: &Program) -> Program {
-    let mut program = program.clone();
-    program.policies = std::mem::take(&mut program.policies)
-        .into_iter()
-        .map(|(id, compiled)| (as_kube_id(&id), compiled))
-        .collect();
-    for endpoint in program.endpoints.values_mut() {
-        for pipeline in [&mut endpoint.ingress, &mut endpoint.egress] {
-            for step in &mut pipeline.tiers {
-                step.policies = step.policies.iter().map(as_kube_id).collect();
-            }
-        }
-    }
-    program
-}
-
-/// Both engines' inputs and programs are the same (after `normalised`), and each program is
+/// Both engines' inputs and programs are the same, and each program is
 /// what a compilation from scratch gives.
 fn assert_same(step: &str, kube: &Engine, etcd: &Engine) {
     for (side, engine) in [("Kubernetes", kube), ("etcd", etcd)] {
@@ -163,10 +124,7 @@ fn assert_same(step: &str, kube: &Engine, etcd: &Engine) {
             "{step}: the {side} engine's incremental program is not its full compilation"
         );
     }
-    let (expected, got) = (
-        kube.compiler().program(),
-        normalised(etcd.compiler().program()),
-    );
+    let (expected, got) = (kube.compiler().program(), etcd.compiler().program());
     // Part by part, so that a failure names what differs.
     assert_eq!(
         got.endpoints, expected.endpoints,
@@ -175,7 +133,7 @@ fn assert_same(step: &str, kube: &Engine, etcd: &Engine) {
     assert_eq!(got.policies, expected.policies, "{step}: policy programs");
     assert_eq!(got.profiles, expected.profiles, "{step}: profile programs");
     assert_eq!(got.sets, expected.sets, "{step}: sets");
-    assert_eq!(got, *expected, "{step}: programs");
+    assert_eq!(got, expected, "{step}: programs");
     // Every endpoint of the cluster (remote ones fill the sets), with its inherited labels.
     let endpoints = |engine: &Engine| {
         let compiler = engine.compiler();
@@ -186,15 +144,7 @@ fn assert_same(step: &str, kube: &Engine, etcd: &Engine) {
     };
     assert_eq!(endpoints(etcd), endpoints(kube), "{step}: endpoints");
     let policies = |engine: &Engine| {
-        let mut policies: Vec<_> = engine
-            .compiler()
-            .policies()
-            .cloned()
-            .map(|mut policy| {
-                policy.id = as_kube_id(&policy.id);
-                policy
-            })
-            .collect();
+        let mut policies: Vec<_> = engine.compiler().policies().cloned().collect();
         policies.sort_by(|a, b| a.id.cmp(&b.id));
         policies
     };

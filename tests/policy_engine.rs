@@ -311,3 +311,27 @@ fn pods_become_endpoints_with_namespace_profiles_in_the_kubernetes_datastore() {
         "host-network pods are no endpoints"
     );
 }
+
+/// etcd holds a converted Kubernetes policy as the Calico NetworkPolicy `knp.default.<name>`;
+/// the engine gives it the Kubernetes kind and name, as the Kubernetes datastore path does.
+#[test]
+fn a_stored_kubernetes_policy_gets_the_kubernetes_id() {
+    let mut engine = engine_with_two_pods();
+    let (key, mut object) = deny_ingress_policy("x", "knp.default.deny-b", "app == 'b'");
+    object["spec"]["order"] = json!(1000);
+    engine.handle(put(InputKind::NetworkPolicy, (key, object)));
+    let explanation = explain(
+        engine.compiler(),
+        "x/a",
+        "x/b",
+        Packet::parse("TCP/80").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(explanation.verdict, Verdict::Deny);
+    let ids: Vec<String> = engine
+        .compiler()
+        .policies()
+        .map(|p| p.id.to_string())
+        .collect();
+    assert_eq!(ids, vec!["knp/x/deny-b"]);
+}

@@ -7,7 +7,8 @@
 //! been listed; the first commit is a resync against whatever tables a previous run left (so a
 //! restart rewrites nothing that is right), later ones are the compiler's changes, batched over
 //! every update already queued. A failed commit is retried with backoff (the applier resyncs
-//! after a failure). A resync runs every `resync_interval`. Health reporter `policy`: ready
+//! after a failure). A resync runs every `resync_interval`; the rule counters are read into
+//! their metrics every 10 s. Health reporter `policy`: ready
 //! after the first commit, not ready while the inputs are out of sync or a commit fails.
 
 use std::time::{Duration, Instant};
@@ -26,6 +27,10 @@ use starling_policy::render::RenderConfig;
 
 /// Health reporter name.
 pub const POLICY_REPORTER: &str = "policy";
+
+/// How often the nft counters are read into the per-rule metrics (one netlink dump of the
+/// tables' counter objects).
+const COUNTERS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Prefix of the host side of workload interfaces (Calico's `cali`).
 const INTERFACE_PREFIX: &str = "cali";
@@ -99,6 +104,7 @@ pub fn spawn(
                     health,
                     committed: false,
                     failing: false,
+                    counters_failing: false,
                 };
                 worker.run(start.updates, requests, resync_interval).await;
             });
@@ -120,6 +126,8 @@ struct Worker {
     committed: bool,
     /// The last commit failed; retry (as a resync) after the backoff.
     failing: bool,
+    /// The last counter read failed (logged once).
+    counters_failing: bool,
 }
 
 impl Worker {
@@ -133,6 +141,8 @@ impl Worker {
         let mut backoff = Backoff::new();
         let mut retry_in = backoff.next_delay();
         let mut next_resync = tokio::time::Instant::now() + resync_interval;
+        let mut counters = tokio::time::interval(COUNTERS_INTERVAL);
+        counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let failing = self.failing;
             let retry = async move {
@@ -162,6 +172,7 @@ impl Worker {
                         backoff.next_delay()
                     };
                 }
+                _ = counters.tick(), if self.committed => self.refresh_counters(),
                 () = tokio::time::sleep_until(next_resync) => {
                     next_resync = tokio::time::Instant::now() + resync_interval;
                     if self.committed && !self.failing {
@@ -236,6 +247,20 @@ impl Worker {
                 }
                 self.failing = true;
                 self.report(&format!("policy commit failed: {error}"));
+            }
+        }
+    }
+
+    /// Moves the per-rule and per-endpoint counter metrics (a failed read is counted by the
+    /// applier and logged once until a read succeeds again).
+    fn refresh_counters(&mut self) {
+        match self.dataplane.refresh_counters() {
+            Ok(_) => self.counters_failing = false,
+            Err(error) => {
+                if !self.counters_failing {
+                    tracing::warn!(%error, "reading the policy counters failed");
+                }
+                self.counters_failing = true;
             }
         }
     }

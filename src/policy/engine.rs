@@ -174,7 +174,17 @@ impl Engine {
         };
         let applied = match kind {
             InputKind::NetworkPolicy => {
-                let policy = policy(validate::network_policy_json(object))?;
+                let mut policy = policy(validate::network_policy_json(object))?;
+                // Calico's controllers store a converted Kubernetes policy in etcd as the
+                // NetworkPolicy `knp.default.<name>`: give it the ID the Kubernetes datastore
+                // path gives the same object, so both modes explain and count it alike.
+                if let Some(name) = policy.id.name.strip_prefix(k8s::POLICY_NAME_PREFIX) {
+                    policy.id = PolicyId {
+                        kind: PolicyKind::KubernetesNetworkPolicy,
+                        namespace: policy.id.namespace.clone(),
+                        name: name.to_string(),
+                    };
+                }
                 Applied::Policy(self.upsert_policy(policy))
             }
             InputKind::GlobalNetworkPolicy => {

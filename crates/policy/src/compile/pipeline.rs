@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::program::{Direction, Pipeline, TierDefault, TierStep};
+use crate::program::{Direction, Pipeline, PolicyKind, TierDefault, TierStep};
 use crate::validate::{Policy, Tier, DEFAULT_TIER};
 
 /// The order of the `default` tier when no Tier object gives one (Calico v3.30+).
@@ -40,10 +40,20 @@ fn tier_cmp(a: &(bool, Option<f64>, &str), b: &(bool, Option<f64>, &str)) -> Ord
         .then_with(|| a.2.cmp(b.2))
 }
 
+/// The name ties are broken on, as bytes: a converted Kubernetes policy is `knp.default.<name>`
+/// to Felix (compared without building the string: this runs inside sorts).
+fn sort_name(policy: &Policy) -> impl Iterator<Item = u8> + '_ {
+    let prefix = match policy.id.kind {
+        PolicyKind::KubernetesNetworkPolicy => crate::k8s::POLICY_NAME_PREFIX,
+        _ => "",
+    };
+    prefix.bytes().chain(policy.id.name.bytes())
+}
+
 /// Policy order inside a tier.
 pub fn policy_cmp(a: &Policy, b: &Policy) -> Ordering {
     order_cmp(a.order, b.order)
-        .then_with(|| a.id.name.cmp(&b.id.name))
+        .then_with(|| sort_name(a).cmp(sort_name(b)))
         .then_with(|| a.id.namespace.cmp(&b.id.namespace))
         .then_with(|| a.id.kind.short().cmp(b.id.kind.short()))
 }

@@ -35,6 +35,9 @@ use crate::validate::{self, Problems, Profile, Rule, ValidationError};
 /// The order Calico gives every converted Kubernetes policy.
 pub const KUBERNETES_POLICY_ORDER: f64 = 1000.0;
 pub const NAMESPACE_PROFILE_PREFIX: &str = "kns.";
+/// The name under which Calico's controllers store a converted Kubernetes policy (etcd mode),
+/// and under which Felix orders it among policies of the same order.
+pub const POLICY_NAME_PREFIX: &str = "knp.default.";
 pub const SERVICE_ACCOUNT_PROFILE_PREFIX: &str = "ksa.";
 
 /// A converted and checked Kubernetes NetworkPolicy.
