@@ -115,7 +115,7 @@ spec:
     });
     let rule = Why::Rule {
         tier: "default",
-        policy: "np/y/knp.default.allow-same-namespace",
+        policy: "knp/y/allow-same-namespace",
         rule: 0,
         action: "Allow",
     };

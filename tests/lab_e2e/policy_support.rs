@@ -454,8 +454,8 @@ impl<'l> Conformance<'l> {
 /// What decided one side of a connection, as `lab explain` must say.
 #[derive(Debug, Clone, Copy)]
 pub enum Why {
-    /// Rule `rule` (0-based) of `policy` (`<kind>/[<namespace>/]<name>` as stored: `np/x/...`,
-    /// `gnp/...`) in `tier`, action `Allow`/`Deny`.
+    /// Rule `rule` (0-based) of `policy` (`<kind>/[<namespace>/]<name>`: `np/x/...`, `gnp/...`,
+    /// and `knp/x/<name>` for a converted Kubernetes policy) in `tier`, action `Allow`/`Deny`.
     Rule {
         tier: &'static str,
         policy: &'static str,
