@@ -16,6 +16,7 @@
 //! difference: an idle resync still writes nothing.
 
 pub mod counters;
+pub mod lean;
 pub mod metrics;
 pub mod netlink;
 pub mod nft;
@@ -78,7 +79,7 @@ pub struct ApplyReport {
     pub touched: Touched,
     /// Sets, elements and chains written (`touched.objects()`).
     pub objects: usize,
-    /// Size of the nft script; 0 when nothing needed writing (and nft did not run).
+    /// Size of the nft script run; 0 when nothing needed writing (and nft did not run).
     pub script_bytes: usize,
     /// Render, read-back (resync) and commit.
     pub duration: Duration,
@@ -230,9 +231,15 @@ impl PolicyDataplane {
         started: Instant,
     ) -> Result<ApplyReport, PolicyError> {
         let objects = transaction.touched.objects();
-        let bytes = transaction.script.len();
-        if !transaction.is_empty() {
-            if let Err(source) = self.nft.run(&transaction.script) {
+        // A change in the forms nft runs without listing every chain first (see `lean`).
+        let lean = match kind {
+            ApplyKind::Incremental => lean::rewrite(&transaction.script, &self.renderer),
+            ApplyKind::Resync => None,
+        };
+        let script = lean.as_deref().unwrap_or(&transaction.script);
+        let bytes = script.len();
+        if !script.is_empty() {
+            if let Err(source) = self.nft.run(script) {
                 self.in_sync = false;
                 self.count_failure(kind);
                 tracing::warn!(%source, kind = kind.label(), "policy nft transaction rejected");

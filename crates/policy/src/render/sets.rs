@@ -22,7 +22,7 @@ pub enum SetKind {
 
 impl SetKind {
     /// The nft keyword (`set`/`map`) and the declaration body.
-    pub(crate) fn declaration(self, family: Family) -> (&'static str, String) {
+    pub fn declaration(self, family: Family) -> (&'static str, String) {
         let address = match family {
             Family::V4 => "ipv4_addr",
             Family::V6 => "ipv6_addr",
