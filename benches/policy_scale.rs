@@ -13,8 +13,9 @@
 //!    leaves one selector set and joins another): etcd put → commit, the commit seen by
 //!    `nft monitor` in the daemon's namespace (its `# new generation` line, timestamped when
 //!    read); objects touched from the daemon's counter. Floor: the same transaction (rendered by
-//!    an in-process copy of the engine and renderer fed the same objects) applied by a plain
-//!    `nft -f` to a namespace holding the same tables.
+//!    an in-process copy of the engine and applier fed the same objects) applied by a plain
+//!    `nft -f` to a namespace holding the same tables; beside it, the renderer's own form of the
+//!    change (before the applier's cache-lean rewrite) by plain `nft -f` to a third namespace.
 //! 3. Idle resync: the daemon restarted with a 2 s `FELIX_ROUTEREFRESHINTERVAL` (the policy
 //!    resync's period) over the programmed namespace; transactions and objects written while
 //!    idle for several periods (must be 0), and the CPU it spent.
@@ -40,7 +41,7 @@ use starling::netns;
 use starling::policy::engine::Engine;
 use starling::policy::inputs::{InputKind, InputUpdate};
 use starling_policy::program::Family;
-use starling_policy::render::RenderConfig;
+use starling_policy::render::{RenderConfig, Renderer};
 
 const ADDRESS: &str = "192.0.2.1/24";
 const IDLE_RESYNC: Duration = Duration::from_secs(2);
@@ -130,12 +131,14 @@ impl Nft for Recorder {
     }
 }
 
-/// The daemon's engine and renderer in-process, fed the same objects: the transactions the
-/// daemon commits, for the floor to apply with plain nft.
+/// The daemon's engine and applier in-process, fed the same objects: the transactions the
+/// daemon commits, for the floor to apply with plain nft; and a bare renderer beside them for
+/// the renderer's own form of each change (before the applier's cache-lean rewrite).
 struct Shadow {
     engine: Engine,
     dataplane: PolicyDataplane,
     scripts: Arc<Mutex<Vec<String>>>,
+    renderer: Renderer,
 }
 
 impl Shadow {
@@ -159,17 +162,22 @@ impl Shadow {
             None,
         )
         .expect("policy dataplane");
+        let mut renderer = Renderer::new(RenderConfig::default()).expect("renderer");
+        renderer.rebuild(engine.compiler().program());
         let mut shadow = Shadow {
             engine,
             dataplane,
             scripts,
+            renderer,
         };
-        let (script, objects) = shadow.commit(None);
+        let (script, _, objects) = shadow.commit(None);
         (shadow, script, objects)
     }
 
-    /// Feeds `object` (or nothing: the first, full commit) and returns the transaction.
-    fn commit(&mut self, object: Option<&Stored>) -> (String, usize) {
+    /// Feeds `object` (or nothing: the first, full commit) and returns the transaction as the
+    /// daemon runs it, as the renderer wrote it, and its object count.
+    fn commit(&mut self, object: Option<&Stored>) -> (String, String, usize) {
+        let mut plain = String::new();
         let report = match object {
             None => self.dataplane.resync(self.engine.compiler().program()),
             Some(object) => {
@@ -180,8 +188,9 @@ impl Shadow {
                 });
                 assert!(rejected.is_empty(), "{} rejected", object.key);
                 let changes = self.engine.take_changes();
-                self.dataplane
-                    .apply(self.engine.compiler().program(), &changes)
+                let program = self.engine.compiler().program();
+                plain = self.renderer.update(program, &changes).script;
+                self.dataplane.apply(program, &changes)
             }
         }
         .expect("in-process render");
@@ -194,7 +203,7 @@ impl Shadow {
         } else {
             String::new()
         };
-        (script, report.objects)
+        (script, plain, report.objects)
     }
 }
 
@@ -267,6 +276,9 @@ struct FullProgram {
 
 struct Sample {
     latency: Duration,
+    /// The renderer's own form of the change by plain nft -f.
+    floor_plain: Duration,
+    plain_bytes: usize,
     objects: u64,
     shadow_objects: usize,
     bytes: usize,
@@ -363,10 +375,14 @@ fn run(binary: &std::path::Path, size: &Size) -> Results {
     netns::run_in(floor.name(), || nft_script(&listed))
         .expect("run in the floor namespace")
         .unwrap_or_else(|error| panic!("loading the floor namespace: {error}"));
+    let plain_floor = netns::create(&netns::unique_name("st-pfloor")).expect("floor namespace");
+    netns::run_in(plain_floor.name(), || nft_script(&listed))
+        .expect("run in the floor namespace")
+        .unwrap_or_else(|error| panic!("loading the floor namespace: {error}"));
     let monitor = Monitor::start();
     let mut change = |object: &Stored| -> Sample {
         // The in-process copy first: a change that writes nothing would never be seen.
-        let (script, shadow_objects) = shadow.commit(Some(object));
+        let (script, plain, shadow_objects) = shadow.commit(Some(object));
         assert!(
             !script.is_empty(),
             "{} changes nothing in nftables",
@@ -398,8 +414,18 @@ fn run(binary: &std::path::Path, size: &Size) -> Results {
             .unwrap_or_else(|error| {
                 panic!("floor transaction for {}: {error}\n{script}", object.key)
             });
+        let floor_plain = netns::run_in(plain_floor.name(), || nft_script(&plain))
+            .expect("run in the floor namespace")
+            .unwrap_or_else(|error| {
+                panic!(
+                    "plain floor transaction for {}: {error}\n{plain}",
+                    object.key
+                )
+            });
         Sample {
             latency,
+            floor_plain,
+            plain_bytes: plain.len(),
             objects: after.count(&objects_series) - before.count(&objects_series),
             shadow_objects,
             bytes: script.len(),
@@ -567,6 +593,15 @@ impl Results {
                     "ms",
                 );
             }
+            let mut plains: Vec<Duration> = samples.iter().map(|s| s.floor_plain).collect();
+            plains.sort();
+            println!(
+                "   floor of the renderer's own form (add rule / add element, {} bytes): p50 {:.1} ms, p99 {:.1} ms; lean floor / this p50 {:.2}x",
+                median_of(samples.iter().map(|s| s.plain_bytes).collect()),
+                ms(percentile(&plains, 0.5)),
+                ms(percentile(&plains, 0.99)),
+                ms(percentile(&floors, 0.5)) / ms(percentile(&plains, 0.5)).max(f64::MIN_POSITIVE),
+            );
             let extra: u64 = samples.iter().map(|s| s.extra_commits).sum();
             println!(
                 "   objects touched (median): {} (in-process copy {}); script {} bytes; max {:.1} ms; {} extra commits; anchor p99 < 50 ms: {}",
