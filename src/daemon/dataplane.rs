@@ -136,53 +136,39 @@ pub fn spawn(
         mtu_file: options.mtu_file.clone(),
         ..DriverOptions::default()
     };
-    let thread = std::thread::Builder::new()
-        .name("dataplane".to_string())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!(%error, "cannot start the dataplane runtime");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match options.kernel {
-                    KernelMode::Fake(kernel) => {
-                        // No monitor: the fake kernel changes only through the driver.
-                        let (_kicks_sender, kicks) = mpsc::channel(1);
-                        let kernel = MeasuredKernel {
-                            inner: *kernel,
-                            metrics,
-                        };
-                        driver::run(
-                            kernel,
-                            desired,
-                            kicks,
-                            options.learned,
-                            driver_options,
-                            status_sender,
-                        )
-                        .await;
-                    }
-                    KernelMode::Netlink => {
-                        run_netlink(
-                            desired,
-                            options.learned,
-                            driver_options,
-                            status_sender,
-                            interfaces_sender,
-                            route_protocol,
-                            metrics,
-                        )
-                        .await
-                    }
-                }
-            });
-        })?;
+    let thread = super::spawn_runtime_thread("dataplane", move || async move {
+        match options.kernel {
+            KernelMode::Fake(kernel) => {
+                // No monitor: the fake kernel changes only through the driver.
+                let (_kicks_sender, kicks) = mpsc::channel(1);
+                let kernel = MeasuredKernel {
+                    inner: *kernel,
+                    metrics,
+                };
+                driver::run(
+                    kernel,
+                    desired,
+                    kicks,
+                    options.learned,
+                    driver_options,
+                    status_sender,
+                )
+                .await;
+            }
+            KernelMode::Netlink => {
+                run_netlink(
+                    desired,
+                    options.learned,
+                    driver_options,
+                    status_sender,
+                    interfaces_sender,
+                    route_protocol,
+                    metrics,
+                )
+                .await
+            }
+        }
+    })?;
     Ok(DataplaneHandle {
         status,
         host_interfaces,

@@ -507,6 +507,32 @@ impl Main {
     }
 }
 
+/// A named thread running `body` on a current-thread runtime of its own. The thread joins the
+/// caller's network namespace (threads inherit it), which is why the dataplane and policy
+/// threads are spawned from `start`.
+pub(crate) fn spawn_runtime_thread<F>(
+    name: &str,
+    body: impl FnOnce() -> F + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let thread_name = name.to_string();
+    std::thread::Builder::new()
+        .name(thread_name.clone())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(body()),
+                Err(error) => {
+                    tracing::error!(%error, thread = %thread_name, "cannot start the thread's runtime")
+                }
+            }
+        })
+}
+
 async fn refresh_tunnels(
     config: Config,
     store: AnyDatastore,

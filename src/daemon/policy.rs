@@ -68,47 +68,31 @@ pub fn spawn(
     let (start_sender, start) = oneshot::channel::<PolicyStart>();
     let (requests_sender, requests) = mpsc::channel(16);
     health.register(POLICY_REPORTER, None, Instant::now());
-    let thread = std::thread::Builder::new()
-        .name("policy".to_string())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
+    let thread = super::spawn_runtime_thread("policy", move || async move {
+        let Ok(start) = start.await else { return };
+        let dataplane =
+            match PolicyDataplane::new(RenderConfig::default(), Some(metrics.policy_nft.clone())) {
+                Ok(dataplane) => dataplane,
                 Err(error) => {
-                    tracing::error!(%error, "cannot start the policy runtime: policy is not enforced");
+                    tracing::error!(%error, "policy dataplane: policy is not enforced");
+                    let detail = format!("policy dataplane not started: {error}");
+                    health.report(POLICY_REPORTER, true, false, &detail, Instant::now());
                     return;
                 }
             };
-            runtime.block_on(async move {
-                let Ok(start) = start.await else { return };
-                let dataplane = match PolicyDataplane::new(
-                    RenderConfig::default(),
-                    Some(metrics.policy_nft.clone()),
-                ) {
-                    Ok(dataplane) => dataplane,
-                    Err(error) => {
-                        tracing::error!(%error, "policy dataplane: policy is not enforced");
-                        let detail = format!("policy dataplane not started: {error}");
-                        health.report(POLICY_REPORTER, true, false, &detail, Instant::now());
-                        return;
-                    }
-                };
-                let engine = Engine::new(&start.node_name, &start.kinds, INTERFACE_PREFIX);
-                let worker = Worker {
-                    node_name: start.node_name,
-                    engine,
-                    dataplane,
-                    metrics,
-                    health,
-                    committed: false,
-                    failing: false,
-                    counters_failing: false,
-                };
-                worker.run(start.updates, requests, resync_interval).await;
-            });
-        })?;
+        let engine = Engine::new(&start.node_name, &start.kinds, INTERFACE_PREFIX);
+        let worker = Worker {
+            node_name: start.node_name,
+            engine,
+            dataplane,
+            metrics,
+            health,
+            committed: false,
+            failing: false,
+            counters_failing: false,
+        };
+        worker.run(start.updates, requests, resync_interval).await;
+    })?;
     Ok(PolicyHandle {
         start: start_sender,
         requests: requests_sender,
