@@ -52,6 +52,7 @@ fn config(port: u16) -> SpeakerConfig {
         peer_is_calico_node: false,
         num_allowed_local_as_numbers: None,
         import_limit: None,
+        filters: Default::default(),
     };
     let block: IpNet = "10.244.1.0/26".parse().unwrap();
     SpeakerConfig {

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
 use super::StoredKind;
-use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
+use crate::resources::{BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool};
 use starling_model::wire::{V3Metadata, V3Object, V3_API_VERSION};
 
 /// etcd prefix of a v3 kind.
@@ -136,6 +136,13 @@ v3_kind!(
     "BGPPeer",
     "bgppeers",
     BGPPEER_PREFIX
+);
+v3_kind!(
+    BGPFilter,
+    starling_model::wire::BGPFilterSpec,
+    "BGPFilter",
+    "bgpfilters",
+    BGPFILTER_PREFIX
 );
 v3_kind!(
     FelixConfiguration,

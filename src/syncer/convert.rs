@@ -14,13 +14,13 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use crate::datastore::StoredKind;
 use crate::resources::FromResource;
-use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
+use crate::resources::{BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool};
 use starling_calc::state::{Kind, LocalPod, Resource, SecretData};
 use starling_ipam::block::Block;
 use starling_ipam::records::{Affinity, IpamConfig, Reservation};
 use starling_model::bgp::BgpConfigLayer;
 use starling_model::felix::FelixLayer;
-use starling_model::{BgpPeer, IpPool, IpReservation};
+use starling_model::{BgpFilter, BgpPeer, IpPool, IpReservation};
 
 /// What one stored object means for the state.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +85,15 @@ impl WatchedKind for BGPPeer {
     fn into_resource(self) -> Result<Resource, String> {
         BgpPeer::from_resource(&self)
             .map(Resource::BgpPeer)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl WatchedKind for BGPFilter {
+    const KIND: Kind = Kind::BgpFilter;
+    fn into_resource(self) -> Result<Resource, String> {
+        BgpFilter::from_resource(&self)
+            .map(|filter| Resource::BgpFilter(Box::new(filter)))
             .map_err(|e| e.to_string())
     }
 }

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use super::convert::{self, Conversion, WatchedKind};
 use super::{Backoff, SyncerContext};
 use crate::datastore::etcd::{EtcdStore, RawEvent};
-use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
+use crate::resources::{BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool};
 use starling_calc::state::{Kind, Update};
 use starling_ipam::block::Block;
 use starling_ipam::records::{Affinity, IpamConfig, Reservation};
@@ -35,6 +35,7 @@ pub(super) fn spawn_all(store: &EtcdStore, context: &SyncerContext) -> Vec<JoinH
         ),
         watched::<BGPConfiguration>(),
         watched::<BGPPeer>(),
+        watched::<BGPFilter>(),
         watched::<Reservation>(),
         watched::<FelixConfiguration>(),
         watched::<IpamConfig>(),

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::convert::{self, Conversion, WatchedKind};
 use super::{Backoff, SyncerContext};
-use crate::resources::{BGPConfiguration, BGPPeer, FelixConfiguration, IPPool};
+use crate::resources::{BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool};
 use starling_calc::state::{Kind, Resource as StateResource, Update};
 use starling_ipam::block::Block;
 use starling_ipam::records::{Affinity, IpamConfig, Reservation};
@@ -49,6 +49,7 @@ pub(super) fn spawn_all(
         crd_task::<Affinity>(&client, context),
         crd_task::<BGPConfiguration>(&client, context),
         crd_task::<BGPPeer>(&client, context),
+        crd_task::<BGPFilter>(&client, context),
         crd_task::<Reservation>(&client, context),
         crd_task::<FelixConfiguration>(&client, context),
         crd_task::<IpamConfig>(&client, context),

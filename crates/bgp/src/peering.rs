@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::filter::{FilterChain, FilterSet};
 use starling_model::bgp::{ImportLimit, PeerScope, SecretKeyRef};
 use starling_model::{AsNumber, BgpConfig, BgpPeer, CalicoNode, NextHopMode, PeerTarget};
 
@@ -72,6 +73,8 @@ pub struct SessionSpec {
     pub num_allowed_local_as_numbers: Option<u32>,
     /// The peer's import limit (explicit BGPPeers only; mesh sessions have none).
     pub import_limit: Option<ImportLimit>,
+    /// The peer's BGPFilters, resolved (explicit BGPPeers only; mesh sessions have none).
+    pub filters: FilterChain,
 }
 
 impl SessionSpec {
@@ -107,6 +110,8 @@ pub struct PeeringInput<'a> {
     pub nodes: &'a [CalicoNode],
     pub config: &'a BgpConfig,
     pub peers: &'a [BgpPeer],
+    /// Every BGPFilter by name (what `BGPPeer.spec.filters` refers to).
+    pub filters: &'a FilterSet,
 }
 
 struct Builder<'a> {
@@ -161,6 +166,9 @@ impl<'a> Builder<'a> {
             _ => None,
         };
         let import_limit = template.and_then(|p| p.import_limit);
+        let filters = template.map_or(FilterChain::None, |p| {
+            FilterChain::resolve(&p.name, &p.filters, self.input.filters)
+        });
         let (password, keepalive, restart, ttl, source_node_ip, next_hop, allow_local_as) =
             match template {
                 Some(p) => (
@@ -204,6 +212,7 @@ impl<'a> Builder<'a> {
             peer_is_calico_node: calico_node.is_some(),
             num_allowed_local_as_numbers: allow_local_as,
             import_limit,
+            filters,
         });
     }
 
@@ -394,6 +403,7 @@ mod tests {
             nodes: &nodes,
             config: &config,
             peers: &[],
+            filters: &FilterSet::new(),
         });
         let names: Vec<&str> = sessions.keys().map(String::as_str).collect();
         assert_eq!(names, ["Mesh_10_0_0_10", "Mesh_10_0_0_7"]);
@@ -426,6 +436,7 @@ mod tests {
             nodes: &nodes,
             config: &config,
             peers: &peers,
+            filters: &FilterSet::new(),
         });
         assert_eq!(client.keys().collect::<Vec<_>>(), ["Node_10_0_0_1"]);
         assert_eq!(
@@ -438,6 +449,7 @@ mod tests {
             nodes: &nodes,
             config: &config,
             peers: &peers,
+            filters: &FilterSet::new(),
         });
         assert_eq!(
             reflector.keys().collect::<Vec<_>>(),
@@ -488,6 +500,7 @@ mod tests {
             nodes: &nodes,
             config: &config,
             peers: &[global, specific, ported],
+            filters: &FilterSet::new(),
         });
         assert_eq!(
             sessions.keys().collect::<Vec<_>>(),
@@ -515,6 +528,7 @@ mod tests {
             nodes: &nodes,
             config: &BgpConfig::default(),
             peers: &[me],
+            filters: &FilterSet::new(),
         });
         assert!(sessions.is_empty());
     }

@@ -17,7 +17,10 @@ use ipnet::IpNet;
 
 use starling_model::pool::{EncapMode, PoolEncapsulation};
 
+use starling_model::bgpfilter::{Direction, RouteFacts};
+
 use super::codec::{Community, LargeCommunity};
+use super::filter::FilterVerdict;
 use super::rib::{Candidate, PeerConfig, RouteAttributes, RouteSource};
 
 /// What kind of route is being exported (BIRD distinguished these by protocol and `ifname`).
@@ -292,6 +295,20 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ExportPo
         candidate: &Candidate,
         attributes: &mut Cow<'_, RouteAttributes>,
     ) -> bool {
+        let from_peer = matches!(candidate.source, RouteSource::Peer(_));
+        // BGPFilters run before Calico's rules (confd calls the filter functions first); an
+        // Accept there exports the route as is, without prefixAdvertisements' communities.
+        // The route's interface is not known to the RIB, so `interface` rules never match.
+        let facts = RouteFacts {
+            prefix,
+            from_peer,
+            interface: None,
+        };
+        match peer.filters.decide(Direction::Export, &facts) {
+            FilterVerdict::Accept => return true,
+            FilterVerdict::Reject => return false,
+            FilterVerdict::NoMatch => {}
+        }
         let (kind, elevated) = match candidate.source {
             RouteSource::Peer(_) => (RouteKind::Learned, false),
             RouteSource::Local => (self.classify)(prefix, candidate),
@@ -327,8 +344,16 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ExportPo
 impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ImportPolicy
     for CalicoRibPolicy<'_, Classify>
 {
-    fn import(&self, _: &PeerConfig, prefix: &IpNet, _: &mut Cow<'_, RouteAttributes>) -> bool {
+    /// Starling's own-block rule first (a safety rule no filter overrides), then the peer's
+    /// BGPFilters; no matching rule accepts (Calico's import default).
+    fn import(&self, peer: &PeerConfig, prefix: &IpNet, _: &mut Cow<'_, RouteAttributes>) -> bool {
+        let facts = RouteFacts {
+            prefix,
+            from_peer: true,
+            interface: None,
+        };
         self.policy.import(prefix)
+            && peer.filters.decide(Direction::Import, &facts) != FilterVerdict::Reject
     }
 }
 

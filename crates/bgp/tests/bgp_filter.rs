@@ -1,13 +1,20 @@
 //! Calico's BGPFilter semantics as a table: first matching rule across a peer's filters in
 //! order; no match leaves the default behaviour; a missing or invalid filter rejects all.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde_json::json;
+use starling_bgp::codec::{AsPath, Family, Origin, PathAttributes, Update};
 use starling_bgp::filter::{FilterChain, FilterSet, FilterVerdict};
+use starling_bgp::policy::{CalicoPolicy, CalicoRibPolicy, OwnBlock};
+use starling_bgp::rib::{
+    Candidate, PeerConfig, PeerId, PeerSession, Rib, RibConfig, RouteAttributes,
+};
 use starling_model::bgpfilter::{Direction, RouteFacts};
 use starling_model::validate::bgpfilter::validate_bgp_filter;
+use starling_model::{AsNumber, NextHopMode};
 
 fn known() -> FilterSet {
     let specs = [
@@ -202,4 +209,129 @@ fn missing_or_invalid_filter_rejects_everything() {
         .unusable_reason()
         .unwrap()
         .contains("spec.importV4[0].cidr"));
+}
+
+/// A RIB with one established iBGP peer running `filters`, originating `blocks`.
+fn rib_with(filters: FilterChain, blocks: &[&str]) -> (Rib, PeerId) {
+    let mut rib = Rib::new(RibConfig {
+        local_as: AsNumber(64512),
+        router_id: Ipv4Addr::new(172, 16, 0, 1),
+        cluster_id: None,
+    });
+    let peer = PeerId(1);
+    rib.add_peer(peer, peer_config(filters));
+    rib.peer_established(
+        peer,
+        PeerSession {
+            router_id: Ipv4Addr::new(172, 16, 0, 2),
+            families: vec![Family::IPV4_UNICAST],
+            graceful_restart: None,
+        },
+    );
+    for block in blocks {
+        rib.originate(block.parse().unwrap(), RouteAttributes::local());
+    }
+    (rib, peer)
+}
+
+fn peer_config(filters: FilterChain) -> PeerConfig {
+    PeerConfig {
+        address: IpAddr::V4(Ipv4Addr::new(172, 16, 0, 2)),
+        peer_as: AsNumber(64512),
+        local_as: AsNumber(64512),
+        route_reflector_client: false,
+        next_hop_mode: NextHopMode::Auto,
+        local_address_v4: Some(Ipv4Addr::new(172, 16, 0, 1)),
+        local_address_v6: None,
+        allowed_local_as: 0,
+        filters,
+    }
+}
+
+fn calico_policy() -> CalicoPolicy {
+    CalicoPolicy {
+        own_blocks: vec![OwnBlock {
+            cidr: "10.244.1.0/26".parse().unwrap(),
+            confirmed: true,
+        }],
+        ..CalicoPolicy::default()
+    }
+}
+
+fn exported(rib: &mut Rib, peer: PeerId, policy: &CalicoPolicy) -> Vec<String> {
+    let rib_policy = CalicoRibPolicy {
+        policy,
+        classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
+    };
+    let batch = rib.export(peer, &rib_policy);
+    let mut prefixes: Vec<String> = batch
+        .announce
+        .values()
+        .flatten()
+        .map(|prefix| prefix.to_string())
+        .collect();
+    prefixes.sort();
+    prefixes
+}
+
+#[test]
+fn export_filter_runs_before_calicos_rules_and_changes_in_place() {
+    let policy = calico_policy();
+    // 77.0.1.0/24 is no block of ours (Calico alone would not export it); the filter accepts
+    // it. The own block falls through allow-77 to reject-rest's catch-all Reject.
+    let (mut rib, peer) = rib_with(
+        chain(&["allow-77", "reject-rest"]),
+        &["10.244.1.0/26", "77.0.1.0/24"],
+    );
+    assert_eq!(exported(&mut rib, peer, &policy), ["77.0.1.0/24"]);
+    // Without filters Calico's rules decide: the own block only.
+    rib.add_peer(peer, peer_config(FilterChain::None));
+    assert_eq!(exported(&mut rib, peer, &policy), ["10.244.1.0/26"]);
+    // An unusable chain exports nothing.
+    rib.add_peer(peer, peer_config(chain(&["nope"])));
+    let rib_policy = CalicoRibPolicy {
+        policy: &policy,
+        classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
+    };
+    let batch = rib.export(peer, &rib_policy);
+    assert!(batch.announce.values().flatten().next().is_none());
+    let withdrawn: Vec<String> = batch
+        .withdraw
+        .values()
+        .flatten()
+        .map(|prefix| prefix.to_string())
+        .collect();
+    assert_eq!(withdrawn, ["10.244.1.0/26"]);
+}
+
+#[test]
+fn import_filter_keeps_rejected_routes_out_of_the_rib() {
+    let policy = calico_policy();
+    let (mut rib, peer) = rib_with(chain(&["allow-77", "reject-rest"]), &[]);
+    let rib_policy = CalicoRibPolicy {
+        policy: &policy,
+        classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
+    };
+    let update = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::default()),
+            next_hop: Some(Ipv4Addr::new(172, 16, 0, 2)),
+            ..Default::default()
+        },
+        nlri: ["55.0.1.4/30", "56.0.0.0/16", "10.9.0.0/24", "55.3.0.0/16"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect(),
+        ..Default::default()
+    };
+    rib.apply_update(peer, &update, &rib_policy);
+    assert_eq!(rib.received_count(peer), 4);
+    assert_eq!(rib.accepted_count(peer), 2);
+    let best: Vec<String> = rib
+        .best_routes()
+        .map(|(prefix, _)| prefix.to_string())
+        .collect();
+    // 55.0.1.4/30: allow-77 accepts; 55.3.0.0/16: no rule matches, import accepts.
+    assert_eq!(best, ["55.0.1.4/30", "55.3.0.0/16"]);
 }

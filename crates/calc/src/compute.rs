@@ -239,11 +239,13 @@ fn speaker_config(
         nodes.push(local.clone());
     }
     let peers = state.bgp_peers();
+    let filters = state.bgp_filters();
     let sessions = compute_sessions(&PeeringInput {
         local,
         nodes: &nodes,
         config: &bgp,
         peers: &peers,
+        filters: &filters,
     });
     let mut passwords = BTreeMap::new();
     for (name, session) in &sessions {

@@ -15,7 +15,7 @@ use starling_ipam::block::Block;
 use starling_ipam::records::{Affinity, IpamConfig};
 use starling_model::bgp::BgpConfigLayer;
 use starling_model::felix::FelixLayer;
-use starling_model::{BgpPeer, CalicoNode, IpPool, IpReservation, WorkloadEndpoint};
+use starling_model::{BgpFilter, BgpPeer, CalicoNode, IpPool, IpReservation, WorkloadEndpoint};
 
 /// Every watched kind. The name is the metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,6 +26,7 @@ pub enum Kind {
     Node,
     BgpConfiguration,
     BgpPeer,
+    BgpFilter,
     IpReservation,
     FelixConfiguration,
     IpamConfig,
@@ -35,13 +36,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::IpPool,
         Kind::IpamBlock,
         Kind::BlockAffinity,
         Kind::Node,
         Kind::BgpConfiguration,
         Kind::BgpPeer,
+        Kind::BgpFilter,
         Kind::IpReservation,
         Kind::FelixConfiguration,
         Kind::IpamConfig,
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::BgpConfiguration => "BGPConfiguration",
             Kind::BgpPeer => "BGPPeer",
+            Kind::BgpFilter => "BGPFilter",
             Kind::IpReservation => "IPReservation",
             Kind::FelixConfiguration => "FelixConfiguration",
             Kind::IpamConfig => "IPAMConfig",
@@ -94,6 +97,7 @@ pub enum Resource {
     /// One object's layer: the effective configuration merges `default` and `node.<name>`.
     BgpConfiguration(Box<BgpConfigLayer>),
     BgpPeer(BgpPeer),
+    BgpFilter(Box<BgpFilter>),
     IpReservation(IpReservation),
     FelixConfiguration(Box<FelixLayer>),
     IpamConfig(IpamConfig),
@@ -113,6 +117,7 @@ impl Resource {
             Resource::Node(_) => Kind::Node,
             Resource::BgpConfiguration(_) => Kind::BgpConfiguration,
             Resource::BgpPeer(_) => Kind::BgpPeer,
+            Resource::BgpFilter(_) => Kind::BgpFilter,
             Resource::IpReservation(_) => Kind::IpReservation,
             Resource::FelixConfiguration(_) => Kind::FelixConfiguration,
             Resource::IpamConfig(_) => Kind::IpamConfig,
@@ -264,6 +269,20 @@ impl ClusterState {
         self.values(Kind::BgpPeer)
             .filter_map(|r| match r {
                 Resource::BgpPeer(peer) => Some(peer.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every valid BGPFilter by name. An invalid one never gets here (the watcher turns it into
+    /// a delete), so a peer naming it finds it missing and rejects everything.
+    pub fn bgp_filters(&self) -> starling_bgp::filter::FilterSet {
+        self.values(Kind::BgpFilter)
+            .filter_map(|r| match r {
+                Resource::BgpFilter(filter) => Some((
+                    filter.name.clone(),
+                    Ok(std::sync::Arc::new(filter.as_ref().clone())),
+                )),
                 _ => None,
             })
             .collect()

@@ -230,6 +230,7 @@ impl Actor {
                 _ => None,
             },
             allowed_local_as: spec.num_allowed_local_as_numbers.unwrap_or(0),
+            filters: spec.filters.clone(),
         }
     }
 

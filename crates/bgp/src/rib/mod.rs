@@ -55,6 +55,8 @@ pub struct PeerConfig {
     pub local_address_v6: Option<Ipv6Addr>,
     /// How often our own AS may appear in a received AS_PATH (Calico `numAllowedLocalASNumbers`).
     pub allowed_local_as: u32,
+    /// The peer's BGPFilters (`BGPPeer.spec.filters`), applied by the Calico policy.
+    pub filters: crate::filter::FilterChain,
 }
 
 impl PeerConfig {
