@@ -28,13 +28,7 @@ fn run_answers_health_and_exits_cleanly_on_sigterm() {
     }
     let name = starling::netns::unique_name("sb");
     let _guard = starling::netns::create(&name).unwrap();
-    netns_test::ip(&name, "link set lo up");
-    // The interface start-up autodetects (first-found); a veth pair with both ends in the
-    // namespace makes eth0 oper-up (this kernel has no dummy module).
-    netns_test::ip(&name, "link add eth0 type veth peer name eth0-peer");
-    netns_test::ip(&name, "addr add 10.0.0.1/24 dev eth0");
-    netns_test::ip(&name, "link set eth0 up");
-    netns_test::ip(&name, "link set eth0-peer up");
+    netns_test::node_eth0(&name, "10.0.0.1/24");
     starling::netns::run_async_in(&name, move || async move {
         let server = KubeApiServer::start().await;
         let kubeconfig = server.write_kubeconfig();

@@ -41,12 +41,7 @@ fn routes_are_programmed_survive_a_relist_and_stay_after_shutdown() {
     }
     let name = starling::netns::unique_name("sd");
     let _guard = starling::netns::create(&name).unwrap();
-    netns_test::ip(&name, "link set lo up");
-    // No dummy module here: a veth pair with both ends in the namespace makes eth0 oper-up.
-    netns_test::ip(&name, "link add eth0 type veth peer name eth0-peer");
-    netns_test::ip(&name, "addr add 10.0.0.1/24 dev eth0");
-    netns_test::ip(&name, "link set eth0 up");
-    netns_test::ip(&name, "link set eth0-peer up");
+    netns_test::node_eth0(&name, "10.0.0.1/24");
 
     let namespace = name.clone();
     starling::netns::run_async_in(&name, move || async move {

@@ -87,11 +87,7 @@ fn kubernetes_policy_is_enforced_explained_and_malformed_policy_changes_nothing(
     }
     let name = starling::netns::unique_name("sp");
     let _guard = starling::netns::create(&name).unwrap();
-    netns_test::ip(&name, "link set lo up");
-    netns_test::ip(&name, "link add eth0 type veth peer name eth0-peer");
-    netns_test::ip(&name, "addr add 10.0.0.1/24 dev eth0");
-    netns_test::ip(&name, "link set eth0 up");
-    netns_test::ip(&name, "link set eth0-peer up");
+    netns_test::node_eth0(&name, "10.0.0.1/24");
 
     let namespace = name.clone();
     starling::netns::run_async_in(&name, move || async move {

@@ -438,3 +438,13 @@ pub fn ping(namespace: &str, target: &str) -> bool {
         exec_ok(namespace, &format!("ping -c 1 -W 1 {target}"))
     })
 }
+
+/// Brings up `lo` and an oper-up `eth0` with `address` in `namespace`: a veth pair with both
+/// ends inside (this kernel has no dummy module), as the daemon tests' node interface.
+pub fn node_eth0(namespace: &str, address: &str) {
+    ip(namespace, "link set lo up");
+    ip(namespace, "link add eth0 type veth peer name eth0-peer");
+    ip(namespace, &format!("addr add {address} dev eth0"));
+    ip(namespace, "link set eth0 up");
+    ip(namespace, "link set eth0-peer up");
+}
