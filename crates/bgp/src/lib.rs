@@ -44,6 +44,7 @@
 //!
 //! Everything is deterministic: maps are `BTreeMap`s and time is always passed in.
 
+pub mod bfd;
 pub mod codec;
 pub mod config;
 pub mod filter;
