@@ -53,6 +53,7 @@ fn config(port: u16) -> SpeakerConfig {
         num_allowed_local_as_numbers: None,
         import_limit: None,
         filters: Default::default(),
+        bfd: None,
     };
     let block: IpNet = "10.244.1.0/26".parse().unwrap();
     SpeakerConfig {

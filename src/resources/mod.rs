@@ -13,7 +13,8 @@ pub mod meta;
 pub mod node;
 
 use starling_model::validate::bgp::{
-    import_limit_from_annotations, validate_bgp_configuration_layer, validate_bgp_peer,
+    bfd_from_annotations, import_limit_from_annotations, validate_bgp_configuration_layer,
+    validate_bgp_peer,
 };
 use starling_model::validate::bgpfilter::validate_bgp_filter;
 use starling_model::validate::felix::validate_felix_configuration;
@@ -84,7 +85,16 @@ impl FromResource<IPPool> for IpPool {
 
 impl FromResource<BGPConfiguration> for BgpConfigLayer {
     fn from_resource(config: &BGPConfiguration) -> Result<BgpConfigLayer, ValidationError> {
-        validate_bgp_configuration_layer(name_of(&config.metadata), &config.spec)
+        let name = name_of(&config.metadata);
+        let mut layer = validate_bgp_configuration_layer(name, &config.spec)?;
+        // Only the `default` object configures the mesh (as for the other mesh settings).
+        if name == "default" {
+            if let Some(annotations) = &config.metadata.annotations {
+                layer.config.node_mesh_bfd =
+                    bfd_or_warn(bfd_from_annotations("BGPConfiguration", name, annotations));
+            }
+        }
+        Ok(layer)
     }
 }
 
@@ -94,8 +104,34 @@ impl FromResource<BGPPeer> for BgpPeer {
         let mut validated = validate_bgp_peer(name, &peer.spec)?;
         if let Some(annotations) = &peer.metadata.annotations {
             validated.import_limit = import_limit_from_annotations(name, annotations)?;
+            validated.bfd = bfd_or_warn(bfd_from_annotations("BGPPeer", name, annotations));
         }
         Ok(validated)
+    }
+}
+
+/// A malformed BFD annotation must not take the peer (or the mesh) down: the sessions run
+/// without BFD and the error is logged once per distinct message (objects are re-read on every
+/// watch event and resync).
+fn bfd_or_warn(
+    result: Result<Option<starling_model::bgp::BfdSettings>, ValidationError>,
+) -> Option<starling_model::bgp::BfdSettings> {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static LOGGED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    match result {
+        Ok(settings) => settings,
+        Err(error) => {
+            let message = error.to_string();
+            let first = LOGGED
+                .lock()
+                .map(|mut logged| logged.insert(message.clone()))
+                .unwrap_or(true);
+            if first {
+                tracing::warn!(error = %message, "BFD annotation ignored; the sessions run without BFD");
+            }
+            None
+        }
     }
 }
 

@@ -428,6 +428,7 @@ pub fn session(peer: Ipv4Addr, peer_as: u32, local_as: u32, source: Ipv4Addr) ->
         num_allowed_local_as_numbers: None,
         import_limit: None,
         filters: Default::default(),
+        bfd: None,
     }
 }
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::filter::{FilterChain, FilterSet};
-use starling_model::bgp::{ImportLimit, PeerScope, SecretKeyRef};
+use starling_model::bgp::{BfdSettings, ImportLimit, PeerScope, SecretKeyRef};
 use starling_model::{AsNumber, BgpConfig, BgpPeer, CalicoNode, NextHopMode, PeerTarget};
 
 /// Which rule produced a session; shown by `node status` as the PEER TYPE column.
@@ -75,6 +75,8 @@ pub struct SessionSpec {
     pub import_limit: Option<ImportLimit>,
     /// The peer's BGPFilters, resolved (explicit BGPPeers only; mesh sessions have none).
     pub filters: FilterChain,
+    /// BFD from the BGPPeer's annotations, or for mesh sessions the `default` BGPConfiguration's.
+    pub bfd: Option<BfdSettings>,
 }
 
 impl SessionSpec {
@@ -166,6 +168,10 @@ impl<'a> Builder<'a> {
             _ => None,
         };
         let import_limit = template.and_then(|p| p.import_limit);
+        let bfd = match template {
+            Some(p) => p.bfd,
+            None => self.input.config.node_mesh_bfd,
+        };
         let filters = template.map_or(FilterChain::None, |p| {
             FilterChain::resolve(&p.name, &p.filters, self.input.filters)
         });
@@ -213,6 +219,7 @@ impl<'a> Builder<'a> {
             num_allowed_local_as_numbers: allow_local_as,
             import_limit,
             filters,
+            bfd,
         });
     }
 
@@ -387,6 +394,7 @@ mod tests {
             reachable_by: None,
             filters: Vec::new(),
             import_limit: None,
+            bfd: None,
         }
     }
 
@@ -531,5 +539,50 @@ mod tests {
             filters: &FilterSet::new(),
         });
         assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn bfd_comes_from_the_peer_or_for_the_mesh_from_the_configuration() {
+        let nodes = vec![node("a", "10.0.0.5", &[]), node("b", "10.0.0.7", &[])];
+        let mesh_bfd = BfdSettings {
+            interval: Duration::from_millis(300),
+            multiplier: 5,
+        };
+        let peer_bfd = BfdSettings {
+            interval: Duration::from_millis(100),
+            multiplier: 3,
+        };
+        let config = BgpConfig {
+            node_mesh_bfd: Some(mesh_bfd),
+            ..BgpConfig::default()
+        };
+        let mut tor = peer(
+            "tor",
+            PeerScope::Global,
+            PeerTarget::Address {
+                ip: "10.0.0.254".parse().unwrap(),
+                port: None,
+            },
+        );
+        tor.as_number = Some(AsNumber(65001));
+        tor.bfd = Some(peer_bfd);
+        let mut plain = tor.clone();
+        plain.name = "plain".into();
+        plain.target = PeerTarget::Address {
+            ip: "10.0.0.253".parse().unwrap(),
+            port: None,
+        };
+        plain.bfd = None;
+        let sessions = compute_sessions(&PeeringInput {
+            local: &nodes[0],
+            nodes: &nodes,
+            config: &config,
+            peers: &[tor, plain],
+            filters: &FilterSet::new(),
+        });
+        assert_eq!(sessions["Mesh_10_0_0_7"].bfd, Some(mesh_bfd));
+        assert_eq!(sessions["Global_10_0_0_254"].bfd, Some(peer_bfd));
+        // The mesh setting does not leak onto explicit peers.
+        assert_eq!(sessions["Global_10_0_0_253"].bfd, None);
     }
 }

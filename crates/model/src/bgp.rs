@@ -36,6 +36,8 @@ pub struct BgpConfig {
     pub program_cluster_routes: Option<ProgramClusterRoutes>,
     pub ipv4_normal_route_priority: u32,
     pub ipv6_normal_route_priority: u32,
+    /// BFD for the node-to-node mesh ([`BFD_INTERVAL_ANNOTATION`] on the `default` object).
+    pub node_mesh_bfd: Option<BfdSettings>,
 }
 
 /// Which pool routes the BGP side (or Felix) programs into the kernel (reference §0).
@@ -84,6 +86,7 @@ impl Default for BgpConfig {
             program_cluster_routes: None,
             ipv4_normal_route_priority: DEFAULT_NORMAL_ROUTE_PRIORITY,
             ipv6_normal_route_priority: DEFAULT_NORMAL_ROUTE_PRIORITY,
+            node_mesh_bfd: None,
         }
     }
 }
@@ -175,6 +178,22 @@ pub const IMPORT_LIMIT_ANNOTATION: &str = "starling.io/import-limit";
 /// Annotation choosing the action: `disable` (default), `restart`, `block` or `warn`.
 pub const IMPORT_LIMIT_ACTION_ANNOTATION: &str = "starling.io/import-limit-action";
 
+/// BFD (RFC 5880) on a peer's sessions, from Starling annotations (Calico has no BFD field).
+/// The interval is both our desired minimum TX and required minimum RX interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSettings {
+    pub interval: Duration,
+    pub multiplier: u8,
+}
+
+/// Annotation enabling BFD with this interval (a Go duration such as `100ms`), on a BGPPeer or
+/// on the `default` BGPConfiguration (for the node-to-node mesh).
+pub const BFD_INTERVAL_ANNOTATION: &str = "starling/bfd-interval";
+/// Annotation with the BFD detect multiplier (1–255, default 3).
+pub const BFD_MULTIPLIER_ANNOTATION: &str = "starling/bfd-multiplier";
+/// The detect multiplier without [`BFD_MULTIPLIER_ANNOTATION`].
+pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
+
 /// A validated BGPPeer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BgpPeer {
@@ -197,4 +216,6 @@ pub struct BgpPeer {
     pub filters: Vec<String>,
     /// From the Starling annotations ([`IMPORT_LIMIT_ANNOTATION`]); `None` is no limit.
     pub import_limit: Option<ImportLimit>,
+    /// From [`BFD_INTERVAL_ANNOTATION`]; `None` is no BFD.
+    pub bfd: Option<BfdSettings>,
 }

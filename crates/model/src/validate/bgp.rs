@@ -301,6 +301,7 @@ pub fn validate_bgp_configuration(
             spec.ipv6_normal_route_priority,
             defaults.ipv6_normal_route_priority,
         )?,
+        node_mesh_bfd: None,
     })
 }
 
@@ -480,6 +481,7 @@ pub fn validate_bgp_peer(name: &str, spec: &BGPPeerSpec) -> Result<BgpPeer, Vali
         reachable_by,
         filters,
         import_limit: None,
+        bfd: None,
     })
 }
 
@@ -533,4 +535,59 @@ pub fn import_limit_from_annotations(
         }
     };
     Ok(Some(ImportLimit { limit, action }))
+}
+
+/// The BFD settings an object's annotations ask for (none without the interval annotation).
+/// `kind`/`name` name the object in the error.
+pub fn bfd_from_annotations(
+    kind: &'static str,
+    name: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<crate::bgp::BfdSettings>, ValidationError> {
+    use crate::bgp::{
+        BfdSettings, BFD_INTERVAL_ANNOTATION, BFD_MULTIPLIER_ANNOTATION, DEFAULT_BFD_MULTIPLIER,
+    };
+    let error = |annotation: &str, reason: String| ValidationError {
+        kind,
+        name: name.to_string(),
+        field: format!("metadata.annotations[{annotation}]"),
+        reason,
+    };
+    let Some(text) = annotations.get(BFD_INTERVAL_ANNOTATION) else {
+        if annotations.contains_key(BFD_MULTIPLIER_ANNOTATION) {
+            return Err(error(
+                BFD_MULTIPLIER_ANNOTATION,
+                format!("has no effect without {BFD_INTERVAL_ANNOTATION}"),
+            ));
+        }
+        return Ok(None);
+    };
+    let interval = crate::duration::parse_go_duration(text.trim())
+        .map_err(|e| error(BFD_INTERVAL_ANNOTATION, format!("{text:?}: {e}")))?;
+    // The wire carries microseconds in 32 bits; below 1 ms no implementation keeps up.
+    let range = std::time::Duration::from_millis(1)..=std::time::Duration::from_secs(60);
+    if !range.contains(&interval) {
+        return Err(error(
+            BFD_INTERVAL_ANNOTATION,
+            format!("{text:?} is outside 1ms..60s"),
+        ));
+    }
+    let multiplier = match annotations.get(BFD_MULTIPLIER_ANNOTATION) {
+        None => DEFAULT_BFD_MULTIPLIER,
+        Some(text) => text
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| {
+                error(
+                    BFD_MULTIPLIER_ANNOTATION,
+                    format!("{text:?} is not a detect multiplier in 1..255"),
+                )
+            })?,
+    };
+    Ok(Some(BfdSettings {
+        interval,
+        multiplier,
+    }))
 }
