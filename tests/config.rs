@@ -181,6 +181,7 @@ fn valid_values() {
             ca_cert_file: Some("/etc/etcd/ca.pem".into()),
             cert_file: Some("/etc/etcd/cert.pem".into()),
             key_file: Some("/etc/etcd/key.pem".into()),
+            kubeconfig: None,
         }
     );
     assert_eq!(

@@ -290,6 +290,7 @@ async fn the_daemon_watches_endpoints() {
     };
     let _syncer = Syncer::spawn(
         &AnyDatastore::Etcd(etcd.clone()),
+        None,
         NODE,
         "calico-system",
         context,

@@ -20,10 +20,13 @@ use crate::metrics::Metrics;
 use crate::route_deltas::{self, DeltaReceiver, DeltaSender};
 use crate::status::PeerStatus;
 use starling_bgp::config::SpeakerConfig;
+use starling_calc::services::RouteChanges;
 
 /// Requests from the handle to the actor.
 pub(crate) enum Command {
     Configure(Box<SpeakerConfig>),
+    /// Per-Service addresses to start or stop originating (service advertisement).
+    ServiceRoutes(RouteChanges),
     Status(oneshot::Sender<Vec<PeerStatus>>),
     Shutdown {
         graceful: bool,
@@ -89,6 +92,13 @@ impl SpeakerHandle {
     /// Applies a new configuration (sessions added, removed or changed; exports re-evaluated).
     pub fn update(&self, config: SpeakerConfig) {
         let _ = self.commands.send(Command::Configure(Box::new(config)));
+    }
+
+    /// Starts or stops originating per-Service addresses; only these prefixes are re-exported.
+    pub fn advertise_services(&self, changes: RouteChanges) {
+        if !changes.is_empty() {
+            let _ = self.commands.send(Command::ServiceRoutes(changes));
+        }
     }
 
     /// One row per session for `node status` and metrics.

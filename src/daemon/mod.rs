@@ -11,12 +11,16 @@
 //! its sessions gracefully (peers keep our routes for the restart time), the dataplane thread
 //! ends without touching the kernel, so routes stay in place for the next start.
 
+mod connect;
 pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod ipam_service;
 pub mod policy;
+mod services;
 mod state_loop;
+
+pub use connect::{connect, services_api};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,8 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::bgp::speaker::SpeakerHandle;
 use crate::dataplane::driver::DriverStatus;
-use crate::datastore::etcd_tls::EtcdTlsFiles;
-use crate::datastore::{etcd::EtcdStore, kube::KubeStore, AnyDatastore};
+use crate::datastore::AnyDatastore;
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::policy::inputs::InputKind;
@@ -42,7 +45,7 @@ use dataplane::{DataplaneOptions, KernelMode};
 use starling_calc::compute::Computed;
 use starling_calc::spec::Desired;
 use starling_calc::state::ClusterState;
-use starling_model::config::{Config, Datastore as DatastoreSetting, NetworkingBackend};
+use starling_model::config::{Config, NetworkingBackend};
 
 const STARTUP_REPORTER: &str = "startup";
 const DATAPLANE_REPORTER: &str = "dataplane";
@@ -117,48 +120,6 @@ impl DaemonHandle {
         }
         for server in self.servers.drain(..) {
             server.abort();
-        }
-    }
-}
-
-/// Connects to the configured datastore.
-pub async fn connect(config: &Config) -> anyhow::Result<AnyDatastore> {
-    match &config.datastore {
-        DatastoreSetting::Kubernetes {
-            kubeconfig: Some(path),
-        } => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
-            let client_config = kube::Config::from_custom_kubeconfig(
-                kubeconfig,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await
-            .with_context(|| format!("using the kubeconfig {}", path.display()))?;
-            let client =
-                kube::Client::try_from(client_config).context("building the Kubernetes client")?;
-            Ok(AnyDatastore::Kube(KubeStore::new(client)))
-        }
-        DatastoreSetting::Kubernetes { kubeconfig: None } => {
-            // No kubeconfig: the in-cluster service account (kube's default loader).
-            let store = KubeStore::connect()
-                .await
-                .context("connecting to the Kubernetes API")?;
-            Ok(AnyDatastore::Kube(store))
-        }
-        DatastoreSetting::Etcd {
-            endpoints,
-            ca_cert_file,
-            cert_file,
-            key_file,
-        } => {
-            let files = EtcdTlsFiles {
-                ca_cert_file: ca_cert_file.clone(),
-                cert_file: cert_file.clone(),
-                key_file: key_file.clone(),
-            };
-            let store = EtcdStore::connect_with_tls(endpoints, &files).await?;
-            Ok(AnyDatastore::Etcd(store))
         }
     }
 }
@@ -407,8 +368,10 @@ impl Main {
 
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
         let (updates_sender, updates) = mpsc::channel(1024);
+        let services_api = services_api(&self.config, &self.store).await;
         let mut syncer = Syncer::spawn(
             &self.store,
+            services_api,
             &node_name,
             &self.config.namespace,
             SyncerContext {
@@ -487,6 +450,7 @@ impl Main {
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             stopping: self.stopping.clone(),
+            services: services::ServiceRoutes::new(self.metrics.clone()),
         };
         // The loop returns when asked to stop; dropping it drops the desired-state sender,
         // which ends the dataplane thread with the kernel left as it is.

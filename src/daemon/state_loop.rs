@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Mutex};
 
+use super::services::{self, ServiceRoutes};
 use crate::bgp::speaker::SpeakerHandle;
 use crate::health::HealthRegistry;
 use crate::metrics::Metrics;
 use crate::route_deltas::DeltaSender;
 use starling_bgp::config::SpeakerConfig;
-use starling_calc::compute::{compute, ComputeInput, Computed};
+use starling_calc::compute::{compute, effective_bgp_config, ComputeInput, Computed};
+use starling_calc::services::ServiceSettings;
 use starling_calc::spec::{Desired, HostInterface, RouteClass};
 use starling_calc::state::{ClusterState, Kind, Update};
 use starling_model::config::Config;
@@ -54,6 +56,7 @@ pub(super) struct StateLoop {
     pub metrics: Metrics,
     pub health: HealthRegistry,
     pub stopping: watch::Receiver<bool>,
+    pub services: ServiceRoutes,
 }
 
 impl StateLoop {
@@ -74,10 +77,10 @@ impl StateLoop {
                 _ = self.stopping.changed() => return,
                 update = self.updates.recv() => {
                     let Some(update) = update else { return };
-                    dirty |= self.state.apply(update);
+                    dirty |= self.apply(update).await;
                     // Coalesce the burst: everything already queued goes into one computation.
                     while let Ok(update) = self.updates.try_recv() {
-                        dirty |= self.state.apply(update);
+                        dirty |= self.apply(update).await;
                     }
                 }
                 alive = self.host_interfaces.changed(), if interfaces_alive => {
@@ -86,6 +89,20 @@ impl StateLoop {
                 }
                 _ = ticker.tick() => {}
             }
+        }
+    }
+
+    /// Applies one update; true when the cluster state changed. Services and EndpointSlices
+    /// go straight to service advertisement and never dirty the state.
+    async fn apply(&mut self, update: Update) -> bool {
+        match self.services.take(update) {
+            Ok(changes) => {
+                if !changes.is_empty() {
+                    services::send(self.speaker.lock().await.as_ref(), changes);
+                }
+                false
+            }
+            Err(update) => self.state.apply(update),
         }
     }
 
@@ -164,11 +181,20 @@ impl StateLoop {
                             true,
                             self.route_deltas.clone(),
                         );
+                        handle.advertise_services(self.services.all());
                         *speaker = Some(handle);
                     }
                 }
                 *last_speaker = Some(speaker_config.clone());
             }
+        }
+        let settings = ServiceSettings::new(
+            &effective_bgp_config(&self.state, &self.node_name),
+            &computed.local_node,
+        );
+        let changes = self.services.set_settings(settings);
+        if !changes.is_empty() {
+            services::send(self.speaker.lock().await.as_ref(), changes);
         }
 
         let tunnel_inputs = (

@@ -86,7 +86,7 @@ pub(super) fn spawn_all(
     ]
 }
 
-async fn watch_kind<O, F>(
+pub(super) async fn watch_kind<O, F>(
     api: Api<O>,
     config: watcher::Config,
     kind: Kind,

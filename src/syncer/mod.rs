@@ -14,11 +14,13 @@
 //! Pods (this node's, by `spec.nodeName`) and Secrets (the daemon's namespace) exist only in
 //! the Kubernetes datastore; with etcd they are reported in sync and empty. WorkloadEndpoints
 //! (all of the cluster's, keyed `namespace/name`) exist only in etcd; the Kubernetes datastore
-//! reports them in sync and empty (its pods are the endpoints).
+//! reports them in sync and empty (its pods are the endpoints). Services and EndpointSlices
+//! come from the Kubernetes API in both modes (see [`services`]), when there is one.
 
 pub mod convert;
 mod etcd;
 mod kube;
+pub mod services;
 
 use std::time::Duration;
 
@@ -139,14 +141,17 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// Starts one watcher per kind of [`Kind::ALL`].
+    /// Starts one watcher per kind of [`Kind::ALL`] and of [`Kind::SERVICES`] (from
+    /// `services_api`; in sync and empty without one).
     pub fn spawn(
         store: &AnyDatastore,
+        services_api: Option<::kube::Client>,
         node_name: &str,
         namespace: &str,
         context: SyncerContext,
     ) -> Syncer {
-        let tasks = match store {
+        let mut tasks = services::spawn(services_api, node_name, &context);
+        tasks.extend(match store {
             AnyDatastore::Kube(kube) => {
                 kube::spawn_all(kube.client(), node_name, namespace, &context)
             }
@@ -157,7 +162,7 @@ impl Syncer {
                 tracing::error!("the in-memory datastore cannot be watched by the daemon");
                 Vec::new()
             }
-        };
+        });
         Syncer { tasks }
     }
 

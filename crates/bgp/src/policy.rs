@@ -194,8 +194,8 @@ impl CalicoPolicy {
                 };
             }
         }
-        // 6. Static (service) routes.
-        if self.static_routes.contains(prefix) {
+        // 6. Static (service) routes: the configured ranges and per-service addresses.
+        if kind == RouteKind::Service || self.static_routes.contains(prefix) {
             return accept;
         }
         // 7. Route reflectors pass service LoadBalancer and external IPs (IPv4).

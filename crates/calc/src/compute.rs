@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use crate::desired;
+use crate::services::ServiceSettings;
 use crate::spec::Desired;
 use crate::spec::{
     veth_name, BlockSummary, DataplaneConfig, DataplaneInput, HostInterface, LocalWorkload,
@@ -213,7 +214,8 @@ pub fn hashed_router_id(node_name: &str) -> Ipv4Addr {
     Ipv4Addr::new(first, digest[1], digest[2], digest[3])
 }
 
-fn effective_bgp_config(state: &ClusterState, node_name: &str) -> BgpConfig {
+/// The BGPConfiguration in force on `node_name` (`default` overlaid by `node.<name>`).
+pub fn effective_bgp_config(state: &ClusterState, node_name: &str) -> BgpConfig {
     let node_key = format!("node.{node_name}");
     BgpConfig::effective(
         state.bgp_configuration("default"),
@@ -310,6 +312,11 @@ fn speaker_config(
                 .collect(),
         })
         .collect();
+    // Service ranges (§6.7): advertised from every node that is not excluded, never installed
+    // from BGP. Per-service addresses come from `services::ServiceAdvertiser`, not from here.
+    let service_settings = ServiceSettings::new(&bgp, local);
+    let service_ranges = service_settings.global_routes();
+    originated.extend(service_ranges.iter().copied());
     let policy = CalicoPolicy {
         own_blocks,
         pools: pools
@@ -322,11 +329,11 @@ fn speaker_config(
             })
             .collect(),
         prefix_advertisements,
-        static_routes: bgp.service_cluster_ips.clone(),
+        static_routes: service_ranges,
         route_reflector: local.is_route_reflector(),
         service_load_balancer_ips: bgp.service_load_balancer_ips.clone(),
         service_external_ips: bgp.service_external_ips.clone(),
-        reject_cidrs: bgp.service_cluster_ips.clone(),
+        reject_cidrs: service_settings.reject_cidrs(),
         own_network_v4: local.ipv4_address.map(|net| IpNet::V4(net.trunc())),
         wireguard_peer_addresses: Vec::new(),
         normal_route_priority: bgp.ipv4_normal_route_priority,

@@ -9,6 +9,8 @@
 //!   It depends only on its arguments, never on history or on the order of collections.
 //! * [`learned`] turns a learned BGP route into a kernel route under the rules a [`desired::Desired`]
 //!   carries, so learned-route changes reach the kernel without a recomputation.
+//! * [`services`] decides which Service addresses this node advertises, per Service and
+//!   EndpointSlice event (no recomputation of anything else).
 //! * [`mtu`] decides host and pod MTUs; [`spec`] holds the plain data types and Starling's fixed
 //!   names and numbers (route protocol, veth and VTEP naming).
 
@@ -16,5 +18,6 @@ pub mod compute;
 pub mod desired;
 pub mod learned;
 pub mod mtu;
+pub mod services;
 pub mod spec;
 pub mod state;

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use crate::services::{ServiceFacts, SliceFacts};
 use starling_ipam::block::Block;
 use starling_ipam::records::{Affinity, IpamConfig};
 use starling_model::bgp::BgpConfigLayer;
@@ -33,6 +34,10 @@ pub enum Kind {
     Pod,
     Secret,
     WorkloadEndpoint,
+    /// Kubernetes Services and EndpointSlices feed the service advertiser
+    /// ([`crate::services`]), never this state: they change often and concern only BGP.
+    Service,
+    EndpointSlice,
 }
 
 impl Kind {
@@ -52,6 +57,10 @@ impl Kind {
         Kind::WorkloadEndpoint,
     ];
 
+    /// The kinds the service advertiser consumes (outside [`Kind::ALL`]: they do not hold up
+    /// the datastore's readiness or the desired state).
+    pub const SERVICES: [Kind; 2] = [Kind::Service, Kind::EndpointSlice];
+
     /// Calico's kind name (metrics label, log field).
     pub fn name(self) -> &'static str {
         match self {
@@ -68,6 +77,8 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::Secret => "Secret",
             Kind::WorkloadEndpoint => "WorkloadEndpoint",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
         }
     }
 }
@@ -106,6 +117,8 @@ pub enum Resource {
     /// etcd mode only: the endpoints CNI plugins wrote, cluster-wide (in the Kubernetes
     /// datastore the pods are the endpoints).
     WorkloadEndpoint(Box<WorkloadEndpoint>),
+    Service(Box<ServiceFacts>),
+    EndpointSlice(SliceFacts),
 }
 
 impl Resource {
@@ -124,6 +137,8 @@ impl Resource {
             Resource::Pod(_) => Kind::Pod,
             Resource::Secret(_) => Kind::Secret,
             Resource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
+            Resource::Service(_) => Kind::Service,
+            Resource::EndpointSlice(_) => Kind::EndpointSlice,
         }
     }
 }

@@ -59,6 +59,9 @@ pub enum Datastore {
         ca_cert_file: Option<PathBuf>,
         cert_file: Option<PathBuf>,
         key_file: Option<PathBuf>,
+        /// `KUBECONFIG`: the Kubernetes API that Services and EndpointSlices come from (service
+        /// advertisement reads them from Kubernetes in both modes); in-cluster when unset.
+        kubeconfig: Option<PathBuf>,
     },
 }
 
@@ -251,6 +254,7 @@ impl Config {
                     ca_cert_file: env.path("ETCD_CA_CERT_FILE"),
                     cert_file: env.path("ETCD_CERT_FILE"),
                     key_file: env.path("ETCD_KEY_FILE"),
+                    kubeconfig: env.path("KUBECONFIG"),
                 }
             }
             _ => return Err(env.error("DATASTORE_TYPE", "expected kubernetes or etcdv3")),

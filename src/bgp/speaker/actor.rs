@@ -21,7 +21,7 @@ use starling_bgp::fsm::{
     DownReason, Fsm, FsmConfig, GracefulRestartConfig, Input, Negotiated, State,
 };
 use starling_bgp::peering::SessionSpec;
-use starling_bgp::policy::{CalicoRibPolicy, PolicyScope};
+use starling_bgp::policy::{CalicoRibPolicy, PolicyScope, RouteKind};
 use starling_bgp::rib::{Candidate, PeerConfig, PeerId, Rib, RibConfig};
 
 /// Events from helper tasks (listeners and outgoing connects).
@@ -86,7 +86,10 @@ pub(super) struct Actor {
     listeners: Vec<Listener>,
     listener_key: Option<(Option<IpAddr>, u16)>,
     keyed_peers: BTreeSet<IpAddr>,
+    /// Every prefix originated into the RIB: the configuration's and the Services'.
     originated: BTreeSet<IpNet>,
+    /// Per-Service addresses asked for by service advertisement.
+    service_routes: BTreeSet<IpNet>,
     learned: LearnedTable,
     internal_sender: mpsc::UnboundedSender<Internal>,
     connection_sender: EventSender,
@@ -142,6 +145,7 @@ pub(super) async fn run(
         listener_key: None,
         keyed_peers: BTreeSet::new(),
         originated: BTreeSet::new(),
+        service_routes: BTreeSet::new(),
         learned: LearnedTable::new(route_deltas),
         internal_sender,
         connection_sender,
@@ -161,6 +165,7 @@ pub(super) async fn run(
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Configure(config)) => actor.configure(*config, false),
+                Some(Command::ServiceRoutes(changes)) => actor.apply_service_routes(changes),
                 Some(Command::Status(reply)) => { let _ = reply.send(actor.status()); }
                 Some(Command::Shutdown { graceful, done }) => {
                     actor.shutdown(graceful).await;
@@ -187,9 +192,17 @@ pub(super) async fn run(
 impl Actor {
     fn policy_export(&mut self, id: PeerId) -> starling_bgp::rib::ExportBatch {
         let policy = &self.config.policy;
+        let service_routes = &self.service_routes;
         let policy = CalicoRibPolicy {
             policy,
-            classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
+            classify: |prefix: &IpNet, _: &Candidate| {
+                let kind = if service_routes.contains(prefix) {
+                    RouteKind::Service
+                } else {
+                    policy.classify_local(prefix)
+                };
+                (kind, false)
+            },
         };
         self.rib.export(id, &policy)
     }
@@ -288,7 +301,13 @@ impl Actor {
         }
         self.apply_passwords();
         // Originated routes.
-        let wanted: BTreeSet<IpNet> = self.config.originated.iter().map(|p| p.trunc()).collect();
+        let wanted: BTreeSet<IpNet> = self
+            .config
+            .originated
+            .iter()
+            .map(|p| p.trunc())
+            .chain(self.service_routes.iter().copied())
+            .collect();
         let mut changed = Vec::new();
         for prefix in self.originated.difference(&wanted) {
             changed.extend(self.rib.withdraw_local(*prefix));
@@ -522,6 +541,7 @@ impl Actor {
 mod connections;
 mod limits;
 mod perform;
+mod services;
 
 use connections::spawn_connect;
 
