@@ -30,6 +30,8 @@ pub struct Metrics {
     pub bgp_updates_sent_total: IntCounterVec,
     pub bgp_notifications_total: IntCounterVec,
     pub bgp_import_limit_reached_total: IntCounterVec,
+    /// 1 while a session's BGPFilters are unusable (the session rejects every route).
+    pub bgp_filter_errors: IntGaugeVec,
     pub ipam_blocks: IntGaugeVec,
     pub ipam_addresses_in_use: IntGaugeVec,
     pub ipam_pool_size: GaugeVec,
@@ -173,6 +175,11 @@ impl Metrics {
                 "starling_bgp_import_limit_reached_total",
                 "Times a peer passed its import limit (starling.io/import-limit), by peer",
                 &["peer"],
+            ),
+            bgp_filter_errors: int_gauge_vec(
+                "starling_bgp_filter_errors",
+                "1 while a peer names a BGPFilter that is missing (reason not_found) or invalid: every route to and from the peer is rejected; by peer, BGPPeer, filter and reason",
+                &["peer", "bgppeer", "filter", "reason"],
             ),
             ipam_blocks: int_gauge_vec(
                 "starling_ipam_blocks",

@@ -91,7 +91,7 @@ pub fn pod_addresses(pod: &Pod) -> Vec<InUseAddress> {
                 .collect(),
             _ => Vec::new(),
         },
-        Conversion::Absent(_) | Conversion::Invalid(..) => Vec::new(),
+        Conversion::Absent(_) | Conversion::Invalid(..) | Conversion::InvalidKept(..) => Vec::new(),
     }
 }
 

@@ -30,14 +30,18 @@ pub enum Conversion {
     Absent(String),
     /// Broken: absent, logged and counted.
     Invalid(String, String),
+    /// Broken: logged and counted like `Invalid`, but this stand-in takes its place in the state
+    /// so that objects naming it can tell "invalid" from "missing" (BGPFilters).
+    InvalidKept(String, String, Box<Resource>),
 }
 
 impl Conversion {
     pub fn key(&self) -> &str {
         match self {
-            Conversion::Valid(key, _) | Conversion::Absent(key) | Conversion::Invalid(key, _) => {
-                key
-            }
+            Conversion::Valid(key, _)
+            | Conversion::Absent(key)
+            | Conversion::Invalid(key, _)
+            | Conversion::InvalidKept(key, _, _) => key,
         }
     }
 }
@@ -46,6 +50,11 @@ impl Conversion {
 pub trait WatchedKind: StoredKind {
     const KIND: Kind;
     fn into_resource(self) -> Result<Resource, String>;
+    /// What stays in the state in place of an invalid object stored under `key` (default:
+    /// nothing, the object is absent).
+    fn invalid_stand_in(_key: &str, _reason: &str) -> Option<Resource> {
+        None
+    }
 }
 
 impl WatchedKind for IPPool {
@@ -96,6 +105,14 @@ impl WatchedKind for BGPFilter {
             .map(|filter| Resource::BgpFilter(Box::new(filter)))
             .map_err(|e| e.to_string())
     }
+    /// The key is the name (Kubernetes) or a path ending in it (etcd).
+    fn invalid_stand_in(key: &str, reason: &str) -> Option<Resource> {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        Some(Resource::InvalidBgpFilter {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    }
 }
 
 impl WatchedKind for Reservation {
@@ -131,20 +148,31 @@ fn finish(key: String, result: Result<Resource, String>) -> Conversion {
     }
 }
 
+/// [`finish`] with `K`'s stand-in for an invalid object.
+fn finish_kind<K: WatchedKind>(key: String, result: Result<Resource, String>) -> Conversion {
+    match result {
+        Err(reason) => match K::invalid_stand_in(&key, &reason) {
+            Some(stand_in) => Conversion::InvalidKept(key, reason, Box::new(stand_in)),
+            None => Conversion::Invalid(key, reason),
+        },
+        result => finish(key, result),
+    }
+}
+
 /// A Kubernetes CRD object of kind `K`.
 pub fn from_crd<K: WatchedKind>(name: String, crd: &K::Crd) -> Conversion {
     if K::crd_deleted(crd) {
         return Conversion::Absent(name);
     }
     let result = K::from_crd(crd).and_then(K::into_resource);
-    finish(name, result)
+    finish_kind::<K>(name, result)
 }
 
 /// An etcd key/value under `K`'s prefix; `None` for keys of other shapes.
 pub fn from_etcd<K: WatchedKind>(path: &str, bytes: &[u8]) -> Option<Conversion> {
     let key = K::etcd_parse_key(path)?;
     let result = K::etcd_decode(&key, bytes).and_then(K::into_resource);
-    Some(finish(path.to_string(), result))
+    Some(finish_kind::<K>(path.to_string(), result))
 }
 
 /// The etcd-mode Calico Node resource.

@@ -74,6 +74,9 @@ fn rekey(prefix: &str, conversion: Conversion) -> Conversion {
     match conversion {
         Conversion::Valid(key, resource) => Conversion::Valid(state_key(prefix, &key), resource),
         Conversion::Invalid(key, reason) => Conversion::Invalid(state_key(prefix, &key), reason),
+        Conversion::InvalidKept(key, reason, stand_in) => {
+            Conversion::InvalidKept(state_key(prefix, &key), reason, stand_in)
+        }
         Conversion::Absent(key) => Conversion::Absent(state_key(prefix, &key)),
     }
 }
@@ -111,6 +114,10 @@ async fn watch_kind(
                     objects.insert(key, *resource);
                 }
                 Some(Conversion::Invalid(key, reason)) => context.reject(kind, &key, &reason),
+                Some(Conversion::InvalidKept(key, reason, stand_in)) => {
+                    context.reject(kind, &key, &reason);
+                    objects.insert(key, *stand_in);
+                }
                 Some(Conversion::Absent(_)) | None => {}
             }
         }

@@ -124,6 +124,10 @@ pub(super) async fn watch_kind<O, F>(
                                 listing.insert(key, *resource);
                             }
                             Conversion::Invalid(key, reason) => context.reject(kind, &key, &reason),
+                            Conversion::InvalidKept(key, reason, stand_in) => {
+                                context.reject(kind, &key, &reason);
+                                listing.insert(key, *stand_in);
+                            }
                             Conversion::Absent(_) => {}
                         }
                     }

@@ -74,6 +74,13 @@ impl SyncerContext {
                 self.reject(kind, &key, &reason);
                 Update::Delete { kind, key }
             }
+            Conversion::InvalidKept(key, reason, stand_in) => {
+                self.reject(kind, &key, &reason);
+                Update::Put {
+                    key,
+                    resource: stand_in,
+                }
+            }
         }
     }
 

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use starling_model::bgpfilter::{BgpFilter, Direction, FilterAction, RouteFacts};
+use starling_model::bgpfilter::{BgpFilter, Direction, FilterAction, FilterRule, RouteFacts};
 
 /// The outcome of a peer's filters for one route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +29,53 @@ pub enum FilterChain {
     #[default]
     None,
     Filters(Vec<Arc<BgpFilter>>),
-    /// A named filter is missing or invalid: everything is rejected. The text says why.
-    Unusable(String),
+    /// A named filter is missing or invalid: everything is rejected.
+    Unusable(FilterProblem),
+}
+
+/// Why a peer's filters cannot be used: the first listed filter that is missing or invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterProblem {
+    /// The BGPPeer naming the filter.
+    pub peer: String,
+    pub filter: String,
+    pub reason: ProblemReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemReason {
+    NotFound,
+    /// The filter's validation error (names the field and why).
+    Invalid(String),
+}
+
+impl ProblemReason {
+    /// A short, fixed label (for metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProblemReason::NotFound => "not_found",
+            ProblemReason::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for ProblemReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProblemReason::NotFound => write!(f, "not found"),
+            ProblemReason::Invalid(error) => write!(f, "invalid: {error}"),
+        }
+    }
+}
+
+impl std::fmt::Display for FilterProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BGPPeer {:?}: spec.filters names BGPFilter {:?}, which is {}; rejecting every route to and from this peer",
+            self.peer, self.filter, self.reason
+        )
+    }
 }
 
 /// What the speaker knows about every BGPFilter: the valid ones, and the error of each
@@ -45,19 +90,19 @@ impl FilterChain {
         }
         let mut filters = Vec::with_capacity(names.len());
         for name in names {
-            match known.get(name) {
-                Some(Ok(filter)) => filters.push(Arc::clone(filter)),
-                Some(Err(error)) => {
-                    return FilterChain::Unusable(format!(
-                        "BGPPeer {peer:?}: spec.filters names an invalid filter: {error}"
-                    ))
+            let reason = match known.get(name) {
+                Some(Ok(filter)) => {
+                    filters.push(Arc::clone(filter));
+                    continue;
                 }
-                None => {
-                    return FilterChain::Unusable(format!(
-                    "BGPPeer {peer:?}: spec.filters names BGPFilter {name:?}, which does not exist"
-                ))
-                }
-            }
+                Some(Err(error)) => ProblemReason::Invalid(error.clone()),
+                None => ProblemReason::NotFound,
+            };
+            return FilterChain::Unusable(FilterProblem {
+                peer: peer.to_string(),
+                filter: name.clone(),
+                reason,
+            });
         }
         FilterChain::Filters(filters)
     }
@@ -78,10 +123,27 @@ impl FilterChain {
     }
 
     /// Why the chain rejects everything, if it does.
-    pub fn unusable_reason(&self) -> Option<&str> {
+    pub fn problem(&self) -> Option<&FilterProblem> {
         match self {
-            FilterChain::Unusable(reason) => Some(reason),
+            FilterChain::Unusable(problem) => Some(problem),
             _ => None,
         }
+    }
+
+    /// Whether the import rules of `self` and `other` can decide any route differently (then
+    /// routes the peer sent must be filtered again).
+    pub fn import_differs(&self, other: &FilterChain) -> bool {
+        // First match across the filters in order is first match in their rules laid end to end.
+        let import_rules = |chain: &FilterChain| -> Option<(Vec<FilterRule>, Vec<FilterRule>)> {
+            match chain {
+                FilterChain::None => Some(Default::default()),
+                FilterChain::Unusable(_) => None,
+                FilterChain::Filters(filters) => Some((
+                    filters.iter().flat_map(|f| f.import_v4.clone()).collect(),
+                    filters.iter().flat_map(|f| f.import_v6.clone()).collect(),
+                )),
+            }
+        };
+        import_rules(self) != import_rules(other)
     }
 }

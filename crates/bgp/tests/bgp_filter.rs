@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde_json::json;
 use starling_bgp::codec::{AsPath, Family, Origin, PathAttributes, Update};
-use starling_bgp::filter::{FilterChain, FilterSet, FilterVerdict};
+use starling_bgp::filter::{FilterChain, FilterSet, FilterVerdict, ProblemReason};
 use starling_bgp::policy::{CalicoPolicy, CalicoRibPolicy, OwnBlock};
 use starling_bgp::rib::{
     Candidate, PeerConfig, PeerId, PeerSession, Rib, RibConfig, RouteAttributes,
@@ -186,9 +186,9 @@ fn missing_or_invalid_filter_rejects_everything() {
         &["nope", "allow-77"],
     ] {
         let chain = chain(names);
-        let reason = chain.unusable_reason().expect("unusable").to_string();
+        let reason = chain.problem().expect("unusable").to_string();
         assert!(
-            reason.starts_with("BGPPeer \"tor\": spec.filters names"),
+            reason.starts_with("BGPPeer \"tor\": spec.filters names BGPFilter"),
             "{reason}"
         );
         for direction in [Direction::Import, Direction::Export] {
@@ -201,14 +201,28 @@ fn missing_or_invalid_filter_rejects_everything() {
             }
         }
     }
-    assert!(chain(&["nope"])
-        .unusable_reason()
-        .unwrap()
-        .contains("BGPFilter \"nope\", which does not exist"));
-    assert!(chain(&["broken"])
-        .unusable_reason()
-        .unwrap()
-        .contains("spec.importV4[0].cidr"));
+    // The first unusable filter in the list is named, with a reason telling the two cases apart.
+    let missing = chain(&["allow-77", "nope", "broken"]);
+    let problem = missing.problem().unwrap();
+    assert_eq!(
+        (problem.peer.as_str(), problem.filter.as_str()),
+        ("tor", "nope")
+    );
+    assert_eq!(problem.reason, ProblemReason::NotFound);
+    assert_eq!(problem.reason.label(), "not_found");
+    assert!(problem
+        .to_string()
+        .contains("BGPFilter \"nope\", which is not found;"));
+    let broken = chain(&["broken", "nope"]);
+    let problem = broken.problem().unwrap();
+    assert_eq!(problem.filter, "broken");
+    assert_eq!(problem.reason.label(), "invalid");
+    assert!(
+        problem.to_string().contains(
+            "which is invalid: BGPFilter \"broken\": spec.importV4[0].cidr \"x\" is not a CIDR"
+        ),
+        "{problem}"
+    );
 }
 
 /// A RIB with one established iBGP peer running `filters`, originating `blocks`.
@@ -334,4 +348,55 @@ fn import_filter_keeps_rejected_routes_out_of_the_rib() {
         .collect();
     // 55.0.1.4/30: allow-77 accepts; 55.3.0.0/16: no rule matches, import accepts.
     assert_eq!(best, ["55.0.1.4/30", "55.3.0.0/16"]);
+}
+
+#[test]
+fn stricter_import_filter_removes_routes_at_once_and_looser_needs_them_again() {
+    let policy = calico_policy();
+    let (mut rib, peer) = rib_with(FilterChain::None, &[]);
+    let rib_policy = CalicoRibPolicy {
+        policy: &policy,
+        classify: |prefix: &IpNet, _: &Candidate| (policy.classify_local(prefix), false),
+    };
+    let update = Update {
+        attributes: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::default()),
+            next_hop: Some(Ipv4Addr::new(172, 16, 0, 2)),
+            ..Default::default()
+        },
+        nlri: ["55.0.1.4/30", "56.0.0.0/16"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect(),
+        ..Default::default()
+    };
+    rib.apply_update(peer, &update, &rib_policy);
+    assert_eq!(rib.accepted_count(peer), 2);
+    // reject-rest refuses everything outside 55.0.0.0/8: 56.0.0.0/16 leaves the Loc-RIB now.
+    let stricter = chain(&["reject-rest"]);
+    assert!(FilterChain::None.import_differs(&stricter));
+    rib.add_peer(peer, peer_config(stricter));
+    let changed = rib.reimport(peer, &rib_policy);
+    assert_eq!(changed, ["56.0.0.0/16".parse::<IpNet>().unwrap()]);
+    assert_eq!((rib.received_count(peer), rib.accepted_count(peer)), (2, 1));
+    // Back to no filter: nothing returns by itself (refused routes are kept by prefix only);
+    // the peer's answer to a ROUTE-REFRESH, the same UPDATE again, brings it back.
+    rib.add_peer(peer, peer_config(FilterChain::None));
+    assert!(rib.reimport(peer, &rib_policy).is_empty());
+    let changed = rib.apply_update(peer, &update, &rib_policy);
+    assert_eq!(changed, ["56.0.0.0/16".parse::<IpNet>().unwrap()]);
+    assert_eq!((rib.received_count(peer), rib.accepted_count(peer)), (2, 2));
+}
+
+#[test]
+fn only_import_rule_changes_call_for_filtering_again() {
+    // Export-only filters, in any split, import like no filter at all.
+    let export_only = chain(&["peers-only"]);
+    assert!(!FilterChain::None.import_differs(&export_only));
+    assert!(chain(&["allow-77"]).import_differs(&chain(&["reject-rest"])));
+    assert!(!chain(&["allow-77", "peers-only"]).import_differs(&chain(&["allow-77"])));
+    // An unusable chain rejects everything: a change into or out of it always counts.
+    assert!(chain(&["nope"]).import_differs(&FilterChain::None));
+    assert!(!chain(&["nope"]).import_differs(&chain(&["broken"])));
 }

@@ -109,6 +109,12 @@ pub enum Resource {
     BgpConfiguration(Box<BgpConfigLayer>),
     BgpPeer(BgpPeer),
     BgpFilter(Box<BgpFilter>),
+    /// A BGPFilter that failed validation, kept (unlike other invalid objects) so that a peer
+    /// naming it can say why it rejects everything.
+    InvalidBgpFilter {
+        name: String,
+        reason: String,
+    },
     IpReservation(IpReservation),
     FelixConfiguration(Box<FelixLayer>),
     IpamConfig(IpamConfig),
@@ -130,7 +136,7 @@ impl Resource {
             Resource::Node(_) => Kind::Node,
             Resource::BgpConfiguration(_) => Kind::BgpConfiguration,
             Resource::BgpPeer(_) => Kind::BgpPeer,
-            Resource::BgpFilter(_) => Kind::BgpFilter,
+            Resource::BgpFilter(_) | Resource::InvalidBgpFilter { .. } => Kind::BgpFilter,
             Resource::IpReservation(_) => Kind::IpReservation,
             Resource::FelixConfiguration(_) => Kind::FelixConfiguration,
             Resource::IpamConfig(_) => Kind::IpamConfig,
@@ -289,8 +295,8 @@ impl ClusterState {
             .collect()
     }
 
-    /// Every valid BGPFilter by name. An invalid one never gets here (the watcher turns it into
-    /// a delete), so a peer naming it finds it missing and rejects everything.
+    /// Every BGPFilter by name: the valid ones, and the validation error of each invalid one
+    /// (a peer naming it rejects everything and says why).
     pub fn bgp_filters(&self) -> starling_bgp::filter::FilterSet {
         self.values(Kind::BgpFilter)
             .filter_map(|r| match r {
@@ -298,6 +304,9 @@ impl ClusterState {
                     filter.name.clone(),
                     Ok(std::sync::Arc::new(filter.as_ref().clone())),
                 )),
+                Resource::InvalidBgpFilter { name, reason } => {
+                    Some((name.clone(), Err(reason.clone())))
+                }
                 _ => None,
             })
             .collect()

@@ -366,6 +366,8 @@ impl Actor {
             .as_ref()
             .map(|connection| connection.local_address.ip());
         let old_peer_config = self.peer_config(old, local);
+        let old_filters = old.filters.clone();
+        let new_filters = spec.filters.clone();
         let peer_config = self.peer_config(&spec, local);
         let fsm_config = self.fsm_config(&spec);
         let Some(state) = self.sessions.get_mut(name) else {
@@ -380,7 +382,11 @@ impl Actor {
         let was_disabled = std::mem::take(&mut state.disabled_by_limit);
         state.limit_reported = false;
         if peer_config != old_peer_config {
+            // Exports are recomputed in full on the next export (filters, next-hop mode).
             self.rib.add_peer(peer_id, peer_config);
+        }
+        if old_filters != new_filters {
+            self.filters_changed(name, &old_filters, &new_filters);
         }
         self.apply_import_block(name);
         tracing::info!(session = %name, reconnect, "BGP session reconfigured");
@@ -421,6 +427,7 @@ impl Actor {
             limit_reported: false,
             disabled_by_limit: false,
         };
+        self.report_filter_problem(&name, None, &state.spec.filters);
         self.sessions.insert(name.clone(), state);
         self.apply_import_block(&name);
         tracing::info!(session = %name, "BGP session configured");
@@ -435,6 +442,7 @@ impl Actor {
             }
         }
         if let Some(state) = self.sessions.remove(name) {
+            self.forget_filter_problem(name, &state.spec.filters);
             let changed = self.rib.remove_peer(state.peer_id);
             self.learned
                 .refresh(&self.rib, &self.config.policy, &changed);
@@ -539,6 +547,7 @@ impl Actor {
 }
 
 mod connections;
+mod filters;
 mod limits;
 mod perform;
 mod services;

@@ -15,6 +15,7 @@
 mod counts;
 mod decision;
 mod export;
+mod refilter;
 mod route;
 
 use std::borrow::Cow;

@@ -67,7 +67,7 @@ impl Actor {
         }
     }
 
-    fn send(&mut self, name: &str, which: Which, message: &Message) {
+    pub(super) fn send(&mut self, name: &str, which: Which, message: &Message) {
         let Some(slot) = self.slot_mut(name, which) else {
             return;
         };
