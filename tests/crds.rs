@@ -179,3 +179,69 @@ fn printed_stream_holds_every_crd_with_calicos_field_names() {
         "FelixConfiguration keeps the fields Starling does not model"
     );
 }
+
+/// BGPFilter rules carry Calico's whole field set per family, so that nothing a Calico user
+/// writes is pruned: fields Starling does not implement must reach it to be refused.
+#[test]
+fn bgpfilter_rules_declare_calicos_fields_per_family() {
+    let stream = crds::all_yaml().unwrap();
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&stream).unwrap();
+    for (list, width, cidr_length) in [
+        ("exportV4", 32, 18),
+        ("importV4", 32, 18),
+        ("exportV6", 128, 43),
+        ("importV6", 128, 43),
+    ] {
+        let rule = &spec_property(&documents, "bgpfilters", &[list])["items"];
+        let mut fields: Vec<&str> = rule["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "action",
+                "asPathPrefix",
+                "cidr",
+                "communities",
+                "interface",
+                "matchOperator",
+                "operations",
+                "peerType",
+                "prefixLength",
+                "priority",
+                "source"
+            ],
+            "{list}"
+        );
+        assert_eq!(rule["required"], serde_json::json!(["action"]), "{list}");
+        assert!(rule["x-kubernetes-preserve-unknown-fields"].is_null());
+        let properties = &rule["properties"];
+        // Kubernetes' schema type holds bounds as floats.
+        assert_eq!(
+            properties["prefixLength"]["properties"]["max"]["maximum"].as_f64(),
+            Some(width as f64)
+        );
+        assert_eq!(properties["cidr"]["maxLength"], cidr_length);
+        assert_eq!(properties["interface"]["maxLength"], 15);
+        assert_eq!(
+            properties["matchOperator"]["enum"],
+            serde_json::json!(["Equal", "NotEqual", "In", "NotIn"])
+        );
+    }
+    // What the API server keeps, Starling refuses with the field's name.
+    let spec = serde_json::from_value(serde_json::json!({
+        "exportV4": [{"action": "Accept", "communities": {"values": ["65000:100"]}}]
+    }))
+    .unwrap();
+    let error = starling_model::validate::bgpfilter::validate_bgp_filter("f", &spec).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("spec.exportV4[0].communities is not supported"),
+        "{error}"
+    );
+}

@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct BGPFilterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::bgpfilter_schema::rules_v4")]
     pub export_v4: Option<Vec<BGPFilterRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::bgpfilter_schema::rules_v4")]
     pub import_v4: Option<Vec<BGPFilterRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::bgpfilter_schema::rules_v6")]
     pub export_v6: Option<Vec<BGPFilterRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::bgpfilter_schema::rules_v6")]
     pub import_v6: Option<Vec<BGPFilterRule>>,
 }
 

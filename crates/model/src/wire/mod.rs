@@ -10,6 +10,7 @@
 
 pub mod bgpconfig;
 pub mod bgpfilter;
+mod bgpfilter_schema;
 pub mod bgppeer;
 pub mod felixconfig;
 pub mod ippool;
