@@ -70,6 +70,7 @@ fn reflector() -> Rib {
                 local_address_v4: Some(Ipv4Addr::new(10, 0, 0, 1)),
                 local_address_v6: None,
                 allowed_local_as: 0,
+                interface: None,
                 filters: Default::default(),
             },
         );

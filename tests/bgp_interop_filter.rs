@@ -2,7 +2,8 @@
 //! filter lets through (`birdc show route`), routes Starling's import filter refuses never reach
 //! Starling's kernel (`ip route`), and changing the filters takes effect on the running session
 //! (a looser import filter brings the refused routes back through a ROUTE-REFRESH, a stricter
-//! export filter withdraws from BIRD) without a new TCP connection. A peer naming a missing
+//! export filter withdraws from BIRD) without a new TCP connection; an import rule's
+//! `interface` matches the session's interface. A peer naming a missing
 //! filter exchanges nothing. Root only.
 
 #[path = "support/bgp_daemons.rs"]
@@ -262,6 +263,18 @@ fn bird_sees_only_what_filters_allow_and_changes_apply_in_place() {
         &["10.244.1.0/26", "10.244.1.128/26", "192.168.50.0/24"],
         "export filter back",
     );
+    // `interface` import rules match the interface the session runs over (eth0 here).
+    for (pattern, expected) in [("*.calico", &BIRD_ROUTES[..]), ("eth*", &[][..])] {
+        let known = filter_set(&[
+            ("export", export(Vec::new())),
+            (
+                "import",
+                json!({"importV4": [{"action": "Reject", "interface": pattern}]}),
+            ),
+        ]);
+        setup.set_filters(chain(&["export", "import"], &known));
+        setup.expect_kernel_has(expected, &format!("import rule interface {pattern}"));
+    }
     // All of it on the same TCP connection: no session reset.
     assert_eq!(
         bgp_connection(setup.lab.namespace(0)),

@@ -62,6 +62,7 @@ fn peer(rib: &mut Rib, index: u8) -> PeerId {
             local_address_v4: Some(Ipv4Addr::new(172, 16, 0, 1)),
             local_address_v6: None,
             allowed_local_as: 0,
+            interface: None,
             filters: Default::default(),
         },
     );

@@ -298,7 +298,8 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ExportPo
         let from_peer = matches!(candidate.source, RouteSource::Peer(_));
         // BGPFilters run before Calico's rules (confd calls the filter functions first); an
         // Accept there exports the route as is, without prefixAdvertisements' communities.
-        // The route's interface is not known to the RIB, so `interface` rules never match.
+        // The outgoing interface of exported routes is not known to the RIB, so `interface`
+        // export rules never match (import rules match the session's interface).
         let facts = RouteFacts {
             prefix,
             from_peer,
@@ -350,7 +351,7 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ImportPo
         let facts = RouteFacts {
             prefix,
             from_peer: true,
-            interface: None,
+            interface: peer.interface.as_deref(),
         };
         self.policy.import(prefix)
             && peer.filters.decide(Direction::Import, &facts) != FilterVerdict::Reject

@@ -258,6 +258,7 @@ fn peer_config(filters: FilterChain) -> PeerConfig {
         local_address_v4: Some(Ipv4Addr::new(172, 16, 0, 1)),
         local_address_v6: None,
         allowed_local_as: 0,
+        interface: None,
         filters,
     }
 }

@@ -310,6 +310,7 @@ fn policy_plugged_into_the_rib() {
             local_address_v4: Some(Ipv4Addr::new(172, 16, 0, 1)),
             local_address_v6: None,
             allowed_local_as: 0,
+            interface: None,
             filters: Default::default(),
         },
     );
@@ -358,6 +359,7 @@ fn rib_exporting(peer_as: u32, blocks: &[&str]) -> (Rib, PeerId) {
             local_address_v4: Some(Ipv4Addr::new(172, 16, 0, 1)),
             local_address_v6: None,
             allowed_local_as: 0,
+            interface: None,
             filters: Default::default(),
         },
     );

@@ -244,6 +244,7 @@ impl Actor {
             },
             allowed_local_as: spec.num_allowed_local_as_numbers.unwrap_or(0),
             filters: spec.filters.clone(),
+            interface: local.and_then(interface_holding),
         }
     }
 
@@ -561,6 +562,27 @@ fn negotiated_restart_time(negotiated: &Negotiated) -> Option<Duration> {
         .iter()
         .any(|entry| negotiated.families.contains(&entry.family));
     family_kept.then(|| Duration::from_secs(u64::from(restart.restart_time)))
+}
+
+/// The interface that has `address` (the session's local address), for `interface` filter rules.
+fn interface_holding(address: IpAddr) -> Option<String> {
+    let holds = |entry: &nix::ifaddrs::InterfaceAddress| {
+        let Some(storage) = entry.address.as_ref() else {
+            return false;
+        };
+        match address {
+            IpAddr::V4(v4) => storage
+                .as_sockaddr_in()
+                .is_some_and(|found| found.ip() == v4),
+            IpAddr::V6(v6) => storage
+                .as_sockaddr_in6()
+                .is_some_and(|found| found.ip() == v6),
+        }
+    };
+    nix::ifaddrs::getifaddrs()
+        .ok()?
+        .find(|entry| holds(entry))
+        .map(|entry| entry.interface_name)
 }
 
 fn graceful_reason(reason: &DownReason) -> bool {

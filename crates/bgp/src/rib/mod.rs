@@ -58,6 +58,9 @@ pub struct PeerConfig {
     pub allowed_local_as: u32,
     /// The peer's BGPFilters (`BGPPeer.spec.filters`), applied by the Calico policy.
     pub filters: crate::filter::FilterChain,
+    /// The interface the session runs over, where the peer's next hops are reached: what an
+    /// import filter's `interface` rule matches for routes from this peer.
+    pub interface: Option<String>,
 }
 
 impl PeerConfig {

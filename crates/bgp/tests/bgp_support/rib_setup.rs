@@ -38,6 +38,7 @@ pub fn peer_config(index: u8, peer_as: AsNumber, client: bool) -> PeerConfig {
         local_address_v4: Some(ROUTER_ID),
         local_address_v6: Some("2001:db8::1".parse().unwrap()),
         allowed_local_as: 0,
+        interface: None,
         filters: Default::default(),
     }
 }
