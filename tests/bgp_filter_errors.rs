@@ -128,6 +128,7 @@ fn speaker_config(filters: FilterChain) -> SpeakerConfig {
         num_allowed_local_as_numbers: None,
         import_limit: None,
         filters,
+        bfd: None,
     };
     SpeakerConfig {
         router_id: Ipv4Addr::new(10, 0, 0, 1),
