@@ -4,6 +4,7 @@
 # plugin) and prints the all-pairs ping matrix. Run as root on Debian with Rust installed.
 #   NODES=3 MODE=vxlan PODS=2 ./scripts/lab.sh   # MODE: vxlan | bgp | bgp-rr | ipip | ipip-cross-subnet
 #                                                #       | vxlan-cross-subnet
+#   IPV6=1 ./scripts/lab.sh                      # dual stack (lab up --ipv6): both ping matrices
 # On a kernel without ipip (this machine kind's) the ipip modes run in a QEMU guest with Debian's
 # kernel: up, ping matrix and down in one boot.
 # Afterwards: target/debug/starling lab status | ping | down
@@ -26,6 +27,11 @@ cargo build --locked --bin starling
 starling=${CARGO_TARGET_DIR:-target}/debug/starling
 mode=${MODE:-vxlan}
 up=("$starling" lab up --nodes "${NODES:-3}" --mode "$mode" --pods-per-node "${PODS:-2}")
+case ${IPV6:-0} in
+    1 | true | yes) up+=(--ipv6) ;;
+    0 | false | no | "") ;;
+    *) echo "IPV6=$IPV6: use 1 (dual stack) or 0" >&2; exit 1 ;;
+esac
 
 # Whether this kernel can make an ipip device: tried in a throw-away namespace, never the root one.
 kernel_has_ipip() {

@@ -16,6 +16,8 @@ use starling::lab::{self, pods, topology, LabOptions, LabState, Mode, UpArgs};
 
 #[path = "lab_e2e/cross_subnet.rs"]
 mod cross_subnet;
+#[path = "lab_e2e/dual_stack.rs"]
+mod dual_stack;
 #[path = "lab_e2e/guest_kernel.rs"]
 mod guest_kernel;
 #[path = "lab_e2e/ipam_check.rs"]
@@ -49,6 +51,15 @@ struct Lab {
 
 impl Lab {
     fn up(name: &str, mode: Mode, nodes: usize, pods_per_node: usize) -> Lab {
+        Lab::start(name, mode, nodes, pods_per_node, false)
+    }
+
+    /// `lab up --ipv6`.
+    fn up_dual_stack(name: &str, mode: Mode, nodes: usize, pods_per_node: usize) -> Lab {
+        Lab::start(name, mode, nodes, pods_per_node, true)
+    }
+
+    fn start(name: &str, mode: Mode, nodes: usize, pods_per_node: usize, ipv6: bool) -> Lab {
         let options = LabOptions {
             name: name.to_string(),
             state_dir: Some(std::env::temp_dir().join(format!("starling-lab-{name}"))),
@@ -58,6 +69,7 @@ impl Lab {
             mode,
             pods_per_node,
             subnets: None,
+            ipv6,
             etcd_endpoints: None,
             starling_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_starling"))),
         };
@@ -86,7 +98,7 @@ impl Lab {
     }
 
     /// Polls the all-pairs matrix until it is complete or the deadline passes.
-    fn full_matrix(&self, timeout: Duration) -> lab::ping::PingMatrix {
+    fn full_matrix(&self, timeout: Duration) -> lab::ping::PingReport {
         let deadline = Instant::now() + timeout;
         loop {
             let matrix = lab::ping(&self.options).unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::topology::{node_name, LabNames, NODE_PREFIX_LEN};
+use super::topology::{node_name, LabNames, NODE_PREFIX_LEN, NODE_PREFIX_LEN_V6};
 use super::{LabState, Mode};
 
 /// Files of one node's daemon inside the lab's state directory.
@@ -43,7 +43,7 @@ pub fn environment(state: &LabState, index: usize, files: &NodeFiles) -> Vec<(St
         Mode::Vxlan | Mode::VxlanCrossSubnet => "vxlan",
         Mode::Bgp | Mode::BgpRr | Mode::Ipip | Mode::IpipCrossSubnet => "bird",
     };
-    [
+    let mut environment: Vec<(String, String)> = [
         ("NODENAME", node_name(index)),
         ("DATASTORE_TYPE", "etcdv3".to_string()),
         ("ETCD_ENDPOINTS", state.etcd_endpoints.clone()),
@@ -65,7 +65,7 @@ pub fn environment(state: &LabState, index: usize, files: &NodeFiles) -> Vec<(St
         ("FELIX_HEALTHENABLED", "true".to_string()),
         ("FELIX_HEALTHHOST", "127.0.0.1".to_string()),
         ("FELIX_PROMETHEUSMETRICSENABLED", "true".to_string()),
-        ("FELIX_IPV6SUPPORT", "false".to_string()),
+        ("FELIX_IPV6SUPPORT", state.ipv6.to_string()),
         (
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
@@ -73,7 +73,12 @@ pub fn environment(state: &LabState, index: usize, files: &NodeFiles) -> Vec<(St
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    .collect();
+    // A dual-stack node is told its IPv6 address as calico-node is; unset, IPv6 stays off.
+    if let Some(address) = state.node_address_v6(index) {
+        environment.push(("IP6".to_string(), format!("{address}/{NODE_PREFIX_LEN_V6}")));
+    }
+    environment
 }
 
 /// Starts node `index`'s daemon detached (it outlives `lab up`); returns its pid.

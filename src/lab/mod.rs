@@ -83,6 +83,10 @@ pub struct UpArgs {
     /// namespaces).
     #[arg(long)]
     pub etcd_endpoints: Option<String>,
+    /// Dual stack: nodes get IPv6 addresses too, an IPv6 pool joins the IPv4 one (VXLAN in the
+    /// vxlan modes, unencapsulated and carried by BGP in the others), pods get both families.
+    #[arg(long)]
+    pub ipv6: bool,
     /// The starling binary the nodes run (default: this one).
     #[arg(long, hide = true)]
     pub starling_binary: Option<PathBuf>,
@@ -131,6 +135,9 @@ pub struct LabState {
     /// Node subnets (see `topology`).
     #[serde(default = "one")]
     pub subnets: usize,
+    /// Dual stack (`--ipv6`).
+    #[serde(default)]
+    pub ipv6: bool,
     pub binary: PathBuf,
     pub etcd_pid: Option<u32>,
     /// What the daemons use (the private etcd's endpoint unless `--etcd-endpoints`).
@@ -150,6 +157,12 @@ impl LabState {
     /// Node `index`'s address on its subnet.
     pub fn node_address(&self, index: usize) -> std::net::Ipv4Addr {
         topology::node_address_in(index, self.subnets)
+    }
+
+    /// Node `index`'s IPv6 address, in a dual-stack lab.
+    pub fn node_address_v6(&self, index: usize) -> Option<std::net::Ipv6Addr> {
+        self.ipv6
+            .then(|| topology::node_address_v6_in(index, self.subnets))
     }
 
     /// Whether namespace `name` exists (`default` always does).
@@ -199,6 +212,9 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     if subnets == 0 || subnets > topology::MAX_SUBNETS {
         bail!("--subnets must be between 1 and {}", topology::MAX_SUBNETS);
     }
+    if args.ipv6 && !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        bail!("--ipv6: this kernel has no IPv6 (/proc/sys/net/ipv6 is missing)");
+    }
     if args.mode.uses_ipip() {
         let mode = args
             .mode
@@ -224,15 +240,16 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     let started = Instant::now();
 
     progress(&format!("creating {} node namespaces", args.nodes));
-    topology::create_core(&names, subnets)?;
+    topology::create_core(&names, subnets, args.ipv6)?;
     for index in 1..=args.nodes {
-        topology::create_node(&names, index, subnets)?;
+        topology::create_node(&names, index, subnets, args.ipv6)?;
     }
     let mut state = LabState {
         name: options.name.clone(),
         mode: args.mode,
         nodes: args.nodes,
         subnets,
+        ipv6: args.ipv6,
         binary: binary.clone(),
         etcd_pid: None,
         etcd_endpoints: args.etcd_endpoints.clone().unwrap_or_else(etcd::endpoint),
@@ -253,7 +270,7 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     etcd::put_all(
         &names,
         &state.etcd_endpoints,
-        resources::for_mode(args.mode),
+        resources::for_mode(args.mode, args.ipv6),
     )?;
     // The `default` namespace exists from the start, as in any cluster.
     let default_labels =
@@ -270,6 +287,7 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
         .namespaces
         .insert(pods::DEFAULT_NAMESPACE.to_string(), default_labels);
 
+    pods::write_network_config(&state_dir, args.ipv6)?;
     progress("starting one starling daemon per node");
     for index in 1..=args.nodes {
         let pid = daemons::start(&names, &state_dir, &binary, &state, index)?;
@@ -315,10 +333,11 @@ pub fn ipip_support() -> Result<()> {
 /// A printable summary of a lab.
 pub fn summary(options: &LabOptions, state: &LabState) -> String {
     let mut out = format!(
-        "lab {:?}: {} nodes, mode {:?}, state and logs in {}\n",
+        "lab {:?}: {} nodes, mode {:?}{}, state and logs in {}\n",
         state.name,
         state.nodes,
         state.mode,
+        if state.ipv6 { ", dual stack" } else { "" },
         options.state_dir().display()
     );
     for index in 1..=state.nodes {
@@ -327,11 +346,9 @@ pub fn summary(options: &LabOptions, state: &LabState) -> String {
             .iter()
             .filter(|p| p.node == index)
             .map(|p| {
-                format!(
-                    "{}={}",
-                    p.qualified(),
-                    p.address.map(|a| a.to_string()).unwrap_or_default()
-                )
+                let mut addresses: Vec<String> = p.address.iter().map(|a| a.to_string()).collect();
+                addresses.extend(p.address_v6.iter().map(|a| a.to_string()));
+                format!("{}={}", p.qualified(), addresses.join(","))
             })
             .collect();
         let socket = daemons::NodeFiles::new(&options.state_dir(), index).control_socket();
@@ -350,8 +367,12 @@ pub fn summary(options: &LabOptions, state: &LabState) -> String {
             Ok(_) => ", no BGP".to_string(),
             Err(_) => ", daemon not answering".to_string(),
         };
+        let v6 = state
+            .node_address_v6(index)
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  {} {}{sessions}; pods: {}\n",
+            "  {} {}{v6}{sessions}; pods: {}\n",
             node_name(index),
             state.node_address(index),
             pods.join(" ")
@@ -405,13 +426,13 @@ pub fn node_status(socket: &Path) -> Result<crate::status::NodeStatus> {
     })
 }
 
-/// `lab ping`: the all-pairs matrix.
-pub fn ping(options: &LabOptions) -> Result<ping::PingMatrix> {
+/// `lab ping`: the all-pairs matrix, and in a dual-stack lab the IPv6 one too.
+pub fn ping(options: &LabOptions) -> Result<ping::PingReport> {
     let state = LabState::load(&options.state_dir())?;
     if state.pods.len() < 2 {
         bail!("the lab has fewer than two pods");
     }
-    Ok(ping::matrix(&state.pods))
+    Ok(ping::report(&state.pods, state.ipv6))
 }
 
 /// `starling ipam check` against the lab's etcd, run inside the bridge namespace (where etcd

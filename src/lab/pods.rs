@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::IpAddr;
-use std::path::Path;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +30,9 @@ pub struct LabPod {
     /// The pod's network namespace (`ip netns` name).
     pub namespace: String,
     pub address: Option<IpAddr>,
+    /// The pod's IPv6 address, in a dual-stack lab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_v6: Option<Ipv6Addr>,
     /// The pod's Kubernetes namespace.
     #[serde(default = "default_namespace")]
     pub pod_namespace: String,
@@ -60,6 +63,7 @@ impl LabPod {
             index,
             namespace: names.pod_ns(node, index),
             address: None,
+            address_v6: None,
             pod_namespace: default_namespace(),
             pod_name: None,
             labels: BTreeMap::new(),
@@ -101,6 +105,55 @@ impl LabPod {
 }
 
 const NETWORK_CONFIG: &str = r#"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"starling","ipam":{"type":"starling-ipam"}}"#;
+/// A dual-stack lab's: both families from IPAM, as Calico's manifests write it.
+const NETWORK_CONFIG_DUAL_STACK: &str = r#"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"starling","ipam":{"type":"starling-ipam","assign_ipv4":"true","assign_ipv6":"true"}}"#;
+
+/// Where `lab up` keeps the CNI network configuration every pod is wired with (the lab's
+/// `/etc/cni/net.d`).
+fn network_config_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("cni-network.json")
+}
+
+/// Writes the lab's CNI network configuration (`lab up`).
+pub fn write_network_config(state_dir: &Path, ipv6: bool) -> Result<()> {
+    let path = network_config_path(state_dir);
+    let config = if ipv6 {
+        NETWORK_CONFIG_DUAL_STACK
+    } else {
+        NETWORK_CONFIG
+    };
+    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The lab's CNI network configuration; the IPv4-only one for a lab from before it was written.
+fn network_config(state_dir: &Path) -> Result<String> {
+    let path = network_config_path(state_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(NETWORK_CONFIG.to_string())
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The pod's addresses in a CNI result: the first IPv4 and the first IPv6 one.
+fn result_addresses(result: &serde_json::Value) -> (Option<IpAddr>, Option<Ipv6Addr>) {
+    let addresses: Vec<IpAddr> = result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str())
+        .filter_map(|cidr| cidr.split('/').next())
+        .filter_map(|text| text.parse::<IpAddr>().ok())
+        .collect();
+    let v4 = addresses.iter().copied().find(IpAddr::is_ipv4);
+    let v6 = addresses.iter().find_map(|address| match address {
+        IpAddr::V6(v6) => Some(*v6),
+        IpAddr::V4(_) => None,
+    });
+    (v4, v6)
+}
 
 fn cni(
     names: &LabNames,
@@ -110,6 +163,7 @@ fn cni(
     command: &str,
 ) -> Result<String> {
     let files = NodeFiles::new(state_dir, pod.node);
+    let config = network_config(state_dir)?;
     let netns_path = crate::netns::path(&pod.namespace);
     let mut child = Command::new("ip")
         .args(["netns", "exec", &names.node_ns(pod.node)])
@@ -138,7 +192,7 @@ fn cni(
         .spawn()
         .context("running the CNI plugin")?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(NETWORK_CONFIG.as_bytes())?;
+        stdin.write_all(config.as_bytes())?;
     }
     let output = child.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -178,20 +232,19 @@ pub fn wire(names: &LabNames, state_dir: &Path, binary: &Path, mut pod: LabPod) 
         let result = cni(names, state_dir, binary, &pod, "ADD")?;
         let json: serde_json::Value =
             serde_json::from_str(&result).context("reading the CNI result")?;
-        json["ips"][0]["address"]
-            .as_str()
-            .and_then(|cidr| cidr.split('/').next())
-            .and_then(|text| text.parse::<IpAddr>().ok())
-            .with_context(|| {
-                format!(
-                    "the CNI result for {} has no address: {result}",
-                    pod.qualified()
-                )
-            })
+        match result_addresses(&json) {
+            (None, None) => bail!(
+                "the CNI result for {} has no address: {result}",
+                pod.qualified()
+            ),
+            addresses => Ok(addresses),
+        }
     })();
     match wired {
-        Ok(address) => {
-            pod.address = Some(address);
+        Ok((address, address_v6)) => {
+            // An IPv6-only result keeps `address` filled: it is the pod's primary address.
+            pod.address = address.or(address_v6.map(IpAddr::V6));
+            pod.address_v6 = address_v6;
             Ok(pod)
         }
         Err(error) => {
@@ -207,4 +260,38 @@ pub fn delete(names: &LabNames, state_dir: &Path, binary: &Path, pod: &LabPod) {
         tracing::warn!(%err, "CNI DEL failed");
     }
     let _ = ip(&["netns", "delete", &pod.namespace]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_addresses_take_one_of_each_family() {
+        let result = serde_json::json!({"ips": [
+            {"address": "fd00:10:244::5/128"},
+            {"address": "10.244.1.5/32"},
+            {"address": "10.244.1.6/32"},
+        ]});
+        assert_eq!(
+            result_addresses(&result),
+            (
+                Some("10.244.1.5".parse().unwrap()),
+                Some("fd00:10:244::5".parse().unwrap())
+            )
+        );
+        let v4_only = serde_json::json!({"ips": [{"address": "10.244.1.5/32"}]});
+        assert_eq!(
+            result_addresses(&v4_only),
+            (Some("10.244.1.5".parse().unwrap()), None)
+        );
+        assert_eq!(result_addresses(&serde_json::json!({})), (None, None));
+    }
+
+    #[test]
+    fn the_dual_stack_network_config_asks_for_both_families() {
+        let config = crate::cni::config::NetworkConfig::parse(NETWORK_CONFIG_DUAL_STACK.as_bytes());
+        let ipam = config.expect("valid").ipam.expect("an ipam section");
+        assert!(ipam.assign_ipv4 && ipam.assign_ipv6);
+    }
 }

@@ -8,6 +8,9 @@ use super::Mode;
 
 /// The pod pool every mode uses.
 pub const POD_POOL: &str = "10.244.0.0/16";
+/// The IPv6 pod pool of a dual-stack lab (`--ipv6`), with Calico's default v6 block size.
+pub const POD_POOL_V6: &str = "fd00:10:244::/48";
+pub const BLOCK_SIZE_V6: u8 = 122;
 /// Cluster AS of the BGP modes (Calico's default).
 pub const CLUSTER_AS: u32 = 64512;
 /// Cluster ID of the `bgp-rr` reflector (node1).
@@ -50,9 +53,33 @@ pub fn pool(name: &str, cidr: &str, mode: Mode, node_selector: &str) -> (String,
     )
 }
 
-/// Everything a mode needs.
-pub fn for_mode(mode: Mode) -> Vec<(String, Value)> {
+/// The IPv6 IPPool of a dual-stack lab: VXLAN in the VXLAN modes, else unencapsulated (Calico
+/// has no IPIP for IPv6, so the IPIP modes route IPv6 natively over BGP); no natOutgoing, as
+/// Calico's default IPv6 pool.
+pub fn pool_v6(name: &str, cidr: &str, mode: Mode, node_selector: &str) -> (String, Value) {
+    let vxlan = match mode {
+        Mode::Vxlan => "Always",
+        Mode::VxlanCrossSubnet => "CrossSubnet",
+        Mode::Ipip | Mode::IpipCrossSubnet | Mode::Bgp | Mode::BgpRr => "Never",
+    };
+    (
+        key("ippools", name),
+        object(
+            "IPPool",
+            name,
+            json!({}),
+            json!({"cidr": cidr, "blockSize": BLOCK_SIZE_V6, "ipipMode": "Never",
+                   "vxlanMode": vxlan, "natOutgoing": false, "nodeSelector": node_selector}),
+        ),
+    )
+}
+
+/// Everything a mode needs (with `ipv6`, the IPv6 pool too).
+pub fn for_mode(mode: Mode, ipv6: bool) -> Vec<(String, Value)> {
     let mut entries = vec![pool("lab-pool", POD_POOL, mode, "all()")];
+    if ipv6 {
+        entries.push(pool_v6("lab-pool-v6", POD_POOL_V6, mode, "all()"));
+    }
     match mode {
         Mode::Vxlan | Mode::VxlanCrossSubnet => {}
         Mode::Bgp | Mode::Ipip | Mode::IpipCrossSubnet => entries.push((
@@ -106,7 +133,7 @@ mod tests {
 
     #[test]
     fn route_reflector_mode_writes_peer_and_reflector() {
-        let entries = for_mode(Mode::BgpRr);
+        let entries = for_mode(Mode::BgpRr, false);
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         assert!(keys.contains(
             &"/calico/resources/v3/projectcalico.org/bgppeers/peer-with-route-reflector"
@@ -121,16 +148,43 @@ mod tests {
         );
         let (_, pool) = &entries[0];
         assert_eq!(pool["spec"]["vxlanMode"], "Never");
-        assert_eq!(for_mode(Mode::Vxlan)[0].1["spec"]["vxlanMode"], "Always");
-        let cross = &for_mode(Mode::IpipCrossSubnet)[0].1["spec"];
+        assert_eq!(
+            for_mode(Mode::Vxlan, false)[0].1["spec"]["vxlanMode"],
+            "Always"
+        );
+        let cross = &for_mode(Mode::IpipCrossSubnet, false)[0].1["spec"];
         assert_eq!(
             (&cross["ipipMode"], &cross["vxlanMode"]),
             (&json!("CrossSubnet"), &json!("Never"))
         );
-        let cross = &for_mode(Mode::VxlanCrossSubnet)[0].1["spec"];
+        let cross = &for_mode(Mode::VxlanCrossSubnet, false)[0].1["spec"];
         assert_eq!(
             (&cross["ipipMode"], &cross["vxlanMode"]),
             (&json!("Never"), &json!("CrossSubnet"))
         );
+    }
+
+    #[test]
+    fn dual_stack_adds_an_ipv6_pool_with_the_mode_encapsulation() {
+        let v6 = |mode| {
+            let entries = for_mode(mode, true);
+            assert_eq!(entries.len(), for_mode(mode, false).len() + 1);
+            let (key, pool) = entries[1].clone();
+            assert!(key.ends_with("/ippools/lab-pool-v6"), "{key}");
+            pool["spec"].clone()
+        };
+        let vxlan = v6(Mode::Vxlan);
+        assert_eq!(vxlan["cidr"], POD_POOL_V6);
+        assert_eq!(vxlan["blockSize"], 122);
+        assert_eq!(vxlan["vxlanMode"], "Always");
+        assert_eq!(vxlan["natOutgoing"], false);
+        assert_eq!(v6(Mode::VxlanCrossSubnet)["vxlanMode"], "CrossSubnet");
+        for mode in [Mode::Bgp, Mode::BgpRr, Mode::Ipip, Mode::IpipCrossSubnet] {
+            let spec = v6(mode);
+            assert_eq!(
+                (&spec["ipipMode"], &spec["vxlanMode"]),
+                (&json!("Never"), &json!("Never"))
+            );
+        }
     }
 }

@@ -7,13 +7,16 @@
 //! - with two subnets (for CrossSubnet), even-numbered nodes are on a second bridge instead:
 //!   `203.0.113.<i>/24` (TEST-NET-3), gateway `203.0.113.254`; the bridge namespace routes between
 //!   the two, so traffic across subnets takes one routed hop, as between racks;
+//! - with `--ipv6`, every node also has `fd00:0:0:<s>::<i>/64` next to its IPv4 address (a ULA
+//!   /64 per node subnet s, counted from 0), gateway `fd00:0:0:<s>::fe` (the bridge namespace,
+//!   which forwards IPv6 between the subnets too);
 //! - outside: `198.51.100.1/24` (TEST-NET-2) on a link to the bridge namespace (`198.51.100.254`),
 //!   routed back to the node subnet only, so pod addresses reach it only when masqueraded.
 //!
 //! Every namespace name starts with `stl-<lab>-` so `lab down` can sweep them after a crash.
 //! Interface names live inside those namespaces, so they never collide with the host's.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -59,6 +62,32 @@ pub fn node_address_in(index: usize, subnets: usize) -> Ipv4Addr {
     let [a, b, c, _] = subnet_gateway(node_subnet(index, subnets)).octets();
     // index is bounded by MAX_NODES, so it fits in the last octet.
     Ipv4Addr::new(a, b, c, index as u8)
+}
+
+/// Prefix length of the IPv6 node subnets.
+pub const NODE_PREFIX_LEN_V6: u8 = 64;
+/// Host part of the bridge namespace's IPv6 address on each node subnet.
+const BRIDGE_HOST_V6: u16 = 0xfe;
+
+/// The IPv6 gateway (bridge namespace address) of node subnet `subnet`.
+pub fn subnet_gateway_v6(subnet: usize) -> Ipv6Addr {
+    // subnet is bounded by MAX_SUBNETS.
+    Ipv6Addr::new(0xfd00, 0, 0, subnet as u16, 0, 0, 0, BRIDGE_HOST_V6)
+}
+
+/// Node `index`'s IPv6 address in a lab with `subnets` node subnets (the same host part as its
+/// IPv4 address, in hexadecimal).
+pub fn node_address_v6_in(index: usize, subnets: usize) -> Ipv6Addr {
+    let subnet = node_subnet(index, subnets);
+    // index is bounded by MAX_NODES.
+    Ipv6Addr::new(0xfd00, 0, 0, subnet as u16, 0, 0, 0, index as u16)
+}
+
+/// The /64 network of node subnet `subnet`.
+pub fn subnet_network_v6(subnet: usize) -> String {
+    let gateway = subnet_gateway_v6(subnet).segments();
+    let network = Ipv6Addr::new(gateway[0], gateway[1], gateway[2], gateway[3], 0, 0, 0, 0);
+    format!("{network}/{NODE_PREFIX_LEN_V6}")
 }
 
 /// Names of everything one lab creates.
@@ -154,8 +183,9 @@ fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
     in_ns(ns, "sysctl", &["-q", "-w", &format!("{key}={value}")]).map(|_| ())
 }
 
-/// Creates the bridge namespace (with one bridge a node subnet) and the outside namespace.
-pub fn create_core(names: &LabNames, subnets: usize) -> Result<()> {
+/// Creates the bridge namespace (with one bridge a node subnet) and the outside namespace;
+/// with `ipv6` the bridges also carry the IPv6 gateways.
+pub fn create_core(names: &LabNames, subnets: usize, ipv6: bool) -> Result<()> {
     if subnets == 0 || subnets > MAX_SUBNETS {
         bail!("the lab has 1 to {MAX_SUBNETS} node subnets, not {subnets}");
     }
@@ -167,8 +197,15 @@ pub fn create_core(names: &LabNames, subnets: usize) -> Result<()> {
         ip(&["-n", &br, "link", "set", &bridge, "up"])?;
         let bridge_cidr = format!("{}/{NODE_PREFIX_LEN}", subnet_gateway(subnet));
         ip(&["-n", &br, "addr", "add", &bridge_cidr, "dev", &bridge])?;
+        if ipv6 {
+            let cidr = format!("{}/{NODE_PREFIX_LEN_V6}", subnet_gateway_v6(subnet));
+            add_address_v6(&br, &cidr, &bridge)?;
+        }
     }
     sysctl(&br, "net.ipv4.ip_forward", "1")?;
+    if ipv6 {
+        sysctl(&br, "net.ipv6.conf.all.forwarding", "1")?;
+    }
 
     let out = names.outside_ns();
     add_ns(&out)?;
@@ -204,8 +241,15 @@ pub fn create_core(names: &LabNames, subnets: usize) -> Result<()> {
     Ok(())
 }
 
-/// Creates node namespace `index` and plugs it into its subnet's bridge.
-pub fn create_node(names: &LabNames, index: usize, subnets: usize) -> Result<()> {
+/// Adds an IPv6 address without duplicate address detection: the lab picks unique addresses, and
+/// a tentative address would delay the first packets by a second or two.
+fn add_address_v6(ns: &str, cidr: &str, device: &str) -> Result<()> {
+    ip(&["-n", ns, "addr", "add", cidr, "dev", device, "nodad"]).map(|_| ())
+}
+
+/// Creates node namespace `index` and plugs it into its subnet's bridge (with `ipv6`, also
+/// its IPv6 address and default route).
+pub fn create_node(names: &LabNames, index: usize, subnets: usize, ipv6: bool) -> Result<()> {
     if index == 0 || index > MAX_NODES {
         bail!("node index {index} is outside 1..={MAX_NODES}");
     }
@@ -232,6 +276,15 @@ pub fn create_node(names: &LabNames, index: usize, subnets: usize) -> Result<()>
     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
     let gateway = subnet_gateway(subnet).to_string();
     ip(&["-n", &ns, "route", "add", "default", "via", &gateway])?;
+    if ipv6 {
+        let cidr = format!(
+            "{}/{NODE_PREFIX_LEN_V6}",
+            node_address_v6_in(index, subnets)
+        );
+        add_address_v6(&ns, &cidr, "eth0")?;
+        let gateway = subnet_gateway_v6(subnet).to_string();
+        ip(&["-n", &ns, "-6", "route", "add", "default", "via", &gateway])?;
+    }
     Ok(())
 }
 
@@ -271,5 +324,16 @@ mod tests {
         assert_eq!(node_address_in(2, 1), Ipv4Addr::new(192, 0, 2, 2));
         assert_eq!(subnet_network(1), "203.0.113.0/24");
         assert_eq!(subnet_network(0), "192.0.2.0/24");
+    }
+
+    #[test]
+    fn ipv6_addresses_follow_the_ipv4_subnets() {
+        assert_eq!(node_address_v6_in(1, 1).to_string(), "fd00::1");
+        assert_eq!(node_address_v6_in(12, 1).to_string(), "fd00::c");
+        assert_eq!(node_address_v6_in(2, 2).to_string(), "fd00:0:0:1::2");
+        assert_eq!(node_address_v6_in(3, 2).to_string(), "fd00::3");
+        assert_eq!(subnet_gateway_v6(1).to_string(), "fd00:0:0:1::fe");
+        assert_eq!(subnet_network_v6(0), "fd00::/64");
+        assert_eq!(subnet_network_v6(1), "fd00:0:0:1::/64");
     }
 }

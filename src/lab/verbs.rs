@@ -268,6 +268,7 @@ pub fn status_json(options: &LabOptions) -> Result<serde_json::Value> {
             json!({
                 "name": node_name(index),
                 "address": state.node_address(index).to_string(),
+                "addressV6": state.node_address_v6(index).map(|a| a.to_string()),
                 "running": running,
                 "ready": running && daemons::ready(&names, index).unwrap_or(false),
             })
@@ -281,7 +282,12 @@ pub fn status_json(options: &LabOptions) -> Result<serde_json::Value> {
                 "namespace": pod.pod_namespace,
                 "name": pod.name(),
                 "node": node_name(pod.node),
-                "addresses": pod.address.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "addresses": pod
+                    .address
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(pod.address_v6.iter().map(ToString::to_string))
+                    .collect::<Vec<_>>(),
                 "labels": pod.labels,
                 "serviceAccount": pod.service_account,
                 "ports": pod.ports,
@@ -292,6 +298,7 @@ pub fn status_json(options: &LabOptions) -> Result<serde_json::Value> {
     Ok(json!({
         "name": state.name,
         "mode": state.mode,
+        "ipv6": state.ipv6,
         "nodes": nodes,
         "namespaces": state.namespaces,
         "pods": pods,
