@@ -5,6 +5,8 @@ mod etcd_support;
 
 #[path = "daemon_support/mod.rs"]
 mod daemon_support;
+#[path = "support/kube_api.rs"]
+mod kube_api;
 #[path = "support/requirements.rs"]
 mod requirements;
 use etcd_support::ETCD_BINARY;
@@ -16,10 +18,11 @@ use ipnet::IpNet;
 use serde_json::json;
 use starling::datastore::etcd::EtcdStore;
 use starling::datastore::{AnyDatastore, Datastore};
-use starling::resources::{BGPPeer, IPPool};
+use starling::resources::{BGPConfiguration, BGPPeer, IPPool};
 use starling_calc::spec::RouteClass;
 use starling_ipam::block::Block;
-use starling_model::wire::{BGPPeerSpec, IPPoolSpec};
+use starling_model::wire::bgpconfig::ServiceCidr;
+use starling_model::wire::{BGPConfigurationSpec, BGPPeerSpec, IPPoolSpec};
 
 fn net(text: &str) -> IpNet {
     text.parse().unwrap()
@@ -194,4 +197,85 @@ async fn watch_from_a_compacted_revision_reports_the_gap() {
         .unwrap();
     let error = first.unwrap_err();
     assert!(error.to_string().contains("compacted"), "{error}");
+}
+
+/// With etcd as the datastore, Services and EndpointSlices still come from Kubernetes (as in
+/// calico-node): from the API named by `KUBECONFIG`, while the BGPConfiguration is in etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_datastore_takes_services_from_the_kubeconfig_api() {
+    if !require_program(
+        "etcd_datastore_takes_services_from_the_kubeconfig_api",
+        ETCD_BINARY,
+    ) {
+        return;
+    }
+    let (etcd_server, etcd) = EtcdServer::start().await;
+    let kube = kube_api::KubeApiServer::start().await;
+    let kubeconfig = kube.write_kubeconfig();
+    put_node(&etcd, "node-a", "10.0.0.1/24", "10.244.0.1").await;
+    let store = AnyDatastore::Etcd(etcd.clone());
+    store
+        .create(&BGPConfiguration::new(
+            "default",
+            BGPConfigurationSpec {
+                service_cluster_ips: Some(vec![ServiceCidr {
+                    cidr: "10.96.0.0/16".into(),
+                }]),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    kube.put_object(
+        "v1",
+        "services",
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"namespace": "default", "name": "web"},
+               "spec": {"clusterIP": "10.96.0.10", "internalTrafficPolicy": "Local"}}),
+    );
+    let slice = |node: &str| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"namespace": "default", "name": "web-x1",
+                            "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": ["10.244.0.5"], "nodeName": node}]})
+    };
+    kube.put_object("discovery.k8s.io/v1", "endpointslices", slice("node-a"));
+
+    let local = registered("node-a", "10.0.0.1/24");
+    let kubeconfig_path = kubeconfig.path().display().to_string();
+    let daemon = start_daemon(
+        store,
+        &local,
+        "bird",
+        &[
+            ("DATASTORE_TYPE", "etcdv3"),
+            ("ETCD_ENDPOINTS", &etcd_server.endpoint),
+            ("KUBECONFIG", &kubeconfig_path),
+        ],
+    )
+    .await;
+    let metrics = daemon.handle.metrics.clone();
+    let gauge = move |source: &str| metrics.service_routes.with_label_values(&[source]).get();
+    let advertised = gauge.clone();
+    eventually("the range and the local Service's cluster IP", move || {
+        let gauge = advertised.clone();
+        async move { gauge("ranges") == 1 && gauge("services") == 1 }
+    })
+    .await;
+    assert!(
+        kube.request_count("watch") >= 2,
+        "Services and EndpointSlices are watched"
+    );
+
+    // The endpoint leaves node-a: its cluster IP is no longer advertised here.
+    kube.put_object("discovery.k8s.io/v1", "endpointslices", slice("node-b"));
+    let withdrawn = gauge.clone();
+    eventually("the cluster IP withdrawn", move || {
+        let gauge = withdrawn.clone();
+        async move { gauge("services") == 0 }
+    })
+    .await;
+    assert_eq!(gauge("ranges"), 1);
+    daemon.handle.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! An in-process Kubernetes API server for integration tests: a small, honest test double.
 //!
 //! Include it with `#[path = "support/kube_api.rs"] mod kube_api;`, then
-//! `let server = KubeApiServer::start().await; let client = server.client();`.
+//! `let server = KubeApiServer::start().await; let client = server.client();` (or
+//! `KubeApiServer::start_on(listener)` to serve on a listener bound in a lab namespace).
 //!
 //! It serves ANY resource path, `/api/v1/...` (core) and `/apis/{group}/{version}/...`, both
 //! cluster-scoped (`/{plural}/{name}`) and namespaced (`/namespaces/{ns}/{plural}/{name}`), keeping
@@ -118,6 +119,14 @@ pub struct KubeApiServer {
 impl KubeApiServer {
     /// Binds 127.0.0.1 on a free port and serves in a background task of the current runtime.
     pub async fn start() -> KubeApiServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        KubeApiServer::start_on(listener).await
+    }
+
+    /// Serves on a listener bound elsewhere, say inside a lab namespace (bind it on a thread
+    /// that joined the namespace: the socket stays there whichever thread accepts), so daemons
+    /// in other namespaces reach the server over the lab's network.
+    pub async fn start_on(listener: std::net::TcpListener) -> KubeApiServer {
         let mut store = Store::default();
         for (api_version, plural) in [
             ("v1", "nodes"),
@@ -141,9 +150,10 @@ impl KubeApiServer {
             open_watches: AtomicUsize::new(0),
             requests: Mutex::new(BTreeMap::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
         let address = listener.local_addr().expect("local address");
         let router = axum::Router::new()
             .fallback(handle)

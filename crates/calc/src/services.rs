@@ -262,36 +262,44 @@ impl ServiceAdvertiser {
 
     /// A relist of Services: the new content replaces the old; only differences cost work.
     pub fn replace_services(&mut self, all: HashMap<String, ServiceFacts>) -> RouteChanges {
-        let before = self.snapshot();
-        let gone: Vec<String> = self
-            .services
-            .keys()
-            .filter(|key| !all.contains_key(*key))
-            .cloned()
-            .collect();
-        for key in gone {
-            self.delete_service(&key);
-        }
-        for (key, facts) in all {
-            self.put_service(&key, facts);
-        }
-        self.changes_since(&before)
+        self.replace_all(
+            all,
+            |advertiser| &advertiser.services,
+            ServiceAdvertiser::delete_service,
+            ServiceAdvertiser::put_service,
+        )
     }
 
     /// A relist of EndpointSlices, like [`ServiceAdvertiser::replace_services`].
     pub fn replace_slices(&mut self, all: HashMap<String, SliceFacts>) -> RouteChanges {
+        self.replace_all(
+            all,
+            |advertiser| &advertiser.slices,
+            ServiceAdvertiser::delete_slice,
+            ServiceAdvertiser::put_slice,
+        )
+    }
+
+    /// One relist of either kind: deletes what `all` lacks, puts the rest, and reports the net
+    /// change (the per-call changes of `delete`/`put` are superseded by the snapshot diff).
+    fn replace_all<Facts>(
+        &mut self,
+        all: HashMap<String, Facts>,
+        known: fn(&ServiceAdvertiser) -> &HashMap<String, Facts>,
+        delete: fn(&mut ServiceAdvertiser, &str) -> RouteChanges,
+        put: fn(&mut ServiceAdvertiser, &str, Facts) -> RouteChanges,
+    ) -> RouteChanges {
         let before = self.snapshot();
-        let gone: Vec<String> = self
-            .slices
+        let gone: Vec<String> = known(self)
             .keys()
             .filter(|key| !all.contains_key(*key))
             .cloned()
             .collect();
         for key in gone {
-            self.delete_slice(&key);
+            delete(self, &key);
         }
         for (key, facts) in all {
-            self.put_slice(&key, facts);
+            put(self, &key, facts);
         }
         self.changes_since(&before)
     }
