@@ -32,6 +32,10 @@ pub struct Metrics {
     pub bgp_import_limit_reached_total: IntCounterVec,
     /// 1 while a session's BGPFilters are unusable (the session rejects every route).
     pub bgp_filter_errors: IntGaugeVec,
+    /// BFD session state by BGP session, as on the wire: 0 AdminDown, 1 Down, 2 Init, 3 Up.
+    pub bfd_session_state: IntGaugeVec,
+    pub bfd_transitions_total: IntCounterVec,
+    pub bfd_packets_dropped_total: IntCounterVec,
     pub ipam_blocks: IntGaugeVec,
     pub ipam_addresses_in_use: IntGaugeVec,
     pub ipam_pool_size: GaugeVec,
@@ -180,6 +184,21 @@ impl Metrics {
                 "starling_bgp_filter_errors",
                 "1 while a peer names a BGPFilter that is missing (reason not_found) or invalid: every route to and from the peer is rejected; by peer, BGPPeer, filter and reason",
                 &["peer", "bgppeer", "filter", "reason"],
+            ),
+            bfd_session_state: int_gauge_vec(
+                "starling_bfd_session_state",
+                "BFD session state of a BGP peer (RFC 5880 values: 0 AdminDown, 1 Down, 2 Init, 3 Up)",
+                &["peer"],
+            ),
+            bfd_transitions_total: counter_vec(
+                "starling_bfd_transitions_total",
+                "BFD state changes, by peer and the state entered (down after up ends the BGP session)",
+                &["peer", "state"],
+            ),
+            bfd_packets_dropped_total: counter_vec(
+                "starling_bfd_packets_dropped_total",
+                "Received BFD packets discarded, by reason (ttl, malformed, no_session)",
+                &["reason"],
             ),
             ipam_blocks: int_gauge_vec(
                 "starling_ipam_blocks",

@@ -20,6 +20,9 @@ pub struct PeerStatus {
     pub since: String,
     /// BGP FSM state plus any last error, e.g. `Established` or `Connect Socket: Connection refused`.
     pub info: String,
+    /// The BFD session's state (`Up`, `Down`, ...) when the peer has BFD enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
 }
 
 /// Everything `node status` prints.
@@ -104,7 +107,10 @@ impl NodeStatus {
                         p.peer_type.clone(),
                         p.state.clone(),
                         p.since.clone(),
-                        p.info.clone(),
+                        match &p.bfd {
+                            Some(bfd) => format!("{} BFD {bfd}", p.info),
+                            None => p.info.clone(),
+                        },
                     ]
                 })
                 .collect();
@@ -133,6 +139,7 @@ mod tests {
                 state: "up".into(),
                 since: "09:51:12".into(),
                 info: "Established".into(),
+                bfd: None,
             }],
         };
         let expected = "Starling process is running.

@@ -43,6 +43,7 @@ mod tests {
             state: "up".into(),
             since: "00:00:00".into(),
             info: info.into(),
+            bfd: None,
         }
     }
 

@@ -96,6 +96,7 @@ pub(super) struct Actor {
     closing: Vec<Connection>,
     last_metrics: Option<Instant>,
     metrics_pending: Option<Instant>,
+    bfd: bfd::BfdLink,
 }
 
 /// Shortest interval between two refreshes of the per-session route counters.
@@ -132,6 +133,7 @@ pub(super) async fn run(
 ) {
     let (internal_sender, mut internal) = mpsc::unbounded_channel();
     let (connection_sender, mut connection_events) = mpsc::channel(INBOUND_EVENTS);
+    let (bfd_sender, mut bfd_events) = mpsc::unbounded_channel();
     let mut actor = Actor {
         rib: Rib::new(rib_config(&initial)),
         config: initial.clone(),
@@ -152,6 +154,7 @@ pub(super) async fn run(
         closing: Vec::new(),
         last_metrics: None,
         metrics_pending: None,
+        bfd: bfd::BfdLink::new(bfd_sender),
     };
     actor.configure(initial, true);
     loop {
@@ -179,6 +182,7 @@ pub(super) async fn run(
             },
             Some(event) = internal.recv() => actor.internal(event),
             Some((id, event)) = connection_events.recv() => actor.connection_event(id, event),
+            Some(event) = bfd_events.recv() => actor.bfd_event(event),
             _ = sleep => actor.timers(Instant::now()),
         }
         actor.after_event();
@@ -390,6 +394,7 @@ impl Actor {
             self.filters_changed(name, &old_filters, &new_filters);
         }
         self.apply_import_block(name);
+        self.sync_bfd(name, None);
         tracing::info!(session = %name, reconnect, "BGP session reconfigured");
         if was_disabled {
             // A changed configuration is the operator's answer to a disabled session.
@@ -442,6 +447,7 @@ impl Actor {
                 self.handle(name, Which::Secondary, Input::ManualStop);
             }
         }
+        self.stop_bfd(name);
         if let Some(state) = self.sessions.remove(name) {
             self.forget_filter_problem(name, &state.spec.filters);
             let changed = self.rib.remove_peer(state.peer_id);
@@ -547,6 +553,7 @@ impl Actor {
     }
 }
 
+mod bfd;
 mod connections;
 mod filters;
 mod limits;

@@ -55,7 +55,7 @@ pub mod fsm_subcode {
     pub const UNEXPECTED_MESSAGE_IN_ESTABLISHED: u8 = 3;
 }
 
-/// Cease subcodes (RFC 4486).
+/// Cease subcodes (RFC 4486, RFC 9384).
 pub mod cease_subcode {
     pub const MAXIMUM_PREFIXES_REACHED: u8 = 1;
     pub const ADMINISTRATIVE_SHUTDOWN: u8 = 2;
@@ -65,6 +65,8 @@ pub mod cease_subcode {
     pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
     pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
     pub const OUT_OF_RESOURCES: u8 = 8;
+    /// RFC 9384: the session's BFD session went down.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// A NOTIFICATION message: error code, subcode and diagnostic data (RFC 4271 §4.5).

@@ -138,6 +138,7 @@ impl Actor {
         self.learned
             .refresh(&self.rib, &self.config.policy, &changed);
         self.export_all();
+        self.sync_bfd(name, local);
     }
 
     fn down(&mut self, name: &str, which: Which, reason: DownReason, was_established: bool) {
@@ -276,8 +277,8 @@ impl Actor {
 
     pub(super) fn status(&self) -> Vec<PeerStatus> {
         self.sessions
-            .values()
-            .map(|state| {
+            .iter()
+            .map(|(name, state)| {
                 let fsm_state = state.primary.fsm.state();
                 let info = match (&state.last_error, fsm_state) {
                     (Some(error), state) if state != State::Established => {
@@ -296,6 +297,7 @@ impl Actor {
                     .to_string(),
                     since: state.since.format("%H:%M:%S").to_string(),
                     info,
+                    bfd: self.bfd.state(name).map(|s| s.to_string()),
                 }
             })
             .collect()
@@ -327,6 +329,7 @@ impl Actor {
 
     pub(super) async fn shutdown(&mut self, graceful: bool) {
         self.listeners.clear();
+        self.bfd.shutdown().await;
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in &names {
             if graceful {
