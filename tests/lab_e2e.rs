@@ -4,9 +4,9 @@
 //! Root only; skipped with a message otherwise.
 //!
 //! Tests that need a kernel feature the host may lack (ipip) run where the kernel has it; the
-//! whole binary also runs once more inside a QEMU guest booting Debian's 6.1 kernel
-//! (`guest_kernel::lab_suite_on_guest_kernel`, through scripts/vm-test.sh), so the suite is proven
-//! on that kernel too and the IPIP tests always run somewhere.
+//! core of this binary also runs once more inside a QEMU guest booting Debian's 6.1 kernel
+//! (tests/lab_guest.rs, through scripts/vm-test.sh), so it is proven on that kernel too and the
+//! IPIP tests always run somewhere.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -18,8 +18,6 @@ use starling::lab::{self, pods, topology, LabOptions, LabState, Mode, UpArgs};
 mod cross_subnet;
 #[path = "lab_e2e/dual_stack.rs"]
 mod dual_stack;
-#[path = "lab_e2e/guest_kernel.rs"]
-mod guest_kernel;
 #[path = "lab_e2e/ipam_check.rs"]
 mod ipam_check;
 #[path = "lab_e2e/ipip.rs"]

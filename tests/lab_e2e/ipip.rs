@@ -1,6 +1,6 @@
 //! IPIP (Calico's default pool, `ipipMode: Always`) end to end: tunl0 as Calico leaves it, remote
 //! blocks through it, pod MTU 1480, repair of a deleted route. Needs the kernel's ipip module: where the host
-//! lacks it, these run on the guest kernel (`guest_kernel`).
+//! lacks it, these run on the guest kernel (tests/lab_guest.rs).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ pub fn ipip_here(test: &str) -> Result<(), String> {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         format!(
             "{error} (kernel {}); the test runs on the guest kernel \
-             (lab_e2e guest_kernel::lab_suite_on_guest_kernel)",
+             (lab_guest::lab_suite_on_guest_kernel)",
             kernel.trim()
         )
     })

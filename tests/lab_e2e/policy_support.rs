@@ -43,7 +43,7 @@ pub const PROBE_TIMEOUT_MS: u64 = 400;
 /// Differing cells listed one a line at most (the matrices below show them all).
 const DIFF_LINES: usize = 40;
 
-/// The emulated guest (guest_kernel) is several times slower than the host: more time to
+/// The emulated guest (tests/lab_guest.rs) is several times slower than the host: more time to
 /// converge there, and a longer probe timeout (an allowed probe must still answer in time).
 fn in_guest() -> bool {
     super::vm::in_guest()
