@@ -36,7 +36,9 @@ fn node_of(state: &LabState, name: &str) -> Option<usize> {
         .pods
         .iter()
         .find(|pod| {
-            pod.qualified() == qualified || pod.address.is_some_and(|a| a.to_string() == name)
+            pod.qualified() == qualified
+                || pod.address.is_some_and(|a| a.to_string() == name)
+                || pod.address_v6.is_some_and(|a| a.to_string() == name)
         })
         .map(|pod| pod.node)
 }

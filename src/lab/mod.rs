@@ -345,11 +345,7 @@ pub fn summary(options: &LabOptions, state: &LabState) -> String {
             .pods
             .iter()
             .filter(|p| p.node == index)
-            .map(|p| {
-                let mut addresses: Vec<String> = p.address.iter().map(|a| a.to_string()).collect();
-                addresses.extend(p.address_v6.iter().map(|a| a.to_string()));
-                format!("{}={}", p.qualified(), addresses.join(","))
-            })
+            .map(|p| format!("{}={}", p.qualified(), p.addresses_text()))
             .collect();
         let socket = daemons::NodeFiles::new(&options.state_dir(), index).control_socket();
         let sessions = match node_status(&socket) {

@@ -96,6 +96,13 @@ impl LabPod {
         format!("{}/{}", self.pod_namespace, self.name())
     }
 
+    /// The pod's addresses, IPv4 first, comma-separated (empty before it is wired).
+    pub fn addresses_text(&self) -> String {
+        let mut addresses: Vec<String> = self.address.iter().map(ToString::to_string).collect();
+        addresses.extend(self.address_v6.iter().map(ToString::to_string));
+        addresses.join(",")
+    }
+
     pub fn container_id(&self) -> String {
         match &self.pod_name {
             Some(name) => format!("lab-{}.{name}", self.pod_namespace),

@@ -178,7 +178,7 @@ pub fn run(options: &LabOptions, verb: LabVerb) -> Result<bool> {
                 "pod/{} created on {} with address {}",
                 pod.name(),
                 node_name(pod.node),
-                pod.address.map(|a| a.to_string()).unwrap_or_default()
+                pod.addresses_text()
             );
         }
         LabVerb::Pod(PodCommand::Delete { pod }) => {

@@ -151,6 +151,42 @@ fn dual_stack_bgp_carries_both_families() {
     assert_eq!(v6.matches("LOST").count(), 2 * (NODES - 1), "{printed}");
 }
 
+/// `lab pod add` in a dual-stack lab prints both addresses, and the new pod answers over IPv6.
+fn assert_pod_add_is_dual_stack(lab: &Lab) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["lab", "--state-dir"])
+        .arg(lab.options.state_dir())
+        .args(["pod", "add", "--lab", &lab.options.name, "--name", "extra"])
+        .args(["--node", "2"])
+        .output()
+        .expect("running starling lab pod add");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let state = lab::LabState::load(&lab.options.state_dir()).unwrap();
+    let extra = state
+        .pods
+        .iter()
+        .find(|p| p.name() == "extra")
+        .expect("the new pod is recorded");
+    let v6 = extra.address_v6.expect("the new pod has an IPv6 address");
+    assert!(printed.contains(&format!(",{v6}")), "{printed}");
+    let from = &lab.state.pods[0].namespace;
+    let target = v6.to_string();
+    assert!(
+        super::poll(Duration::from_secs(10), || topology::in_ns(
+            from,
+            "ping",
+            &["-c", "1", "-W", "1", &target]
+        )
+        .is_ok()),
+        "{from} does not reach the new pod at {v6}"
+    );
+}
+
 #[test]
 fn dual_stack_vxlan_uses_the_v6_device() {
     if !require_root("dual_stack_vxlan_uses_the_v6_device") {
@@ -197,4 +233,5 @@ fn dual_stack_vxlan_uses_the_v6_device() {
             "node1 has no IPv6 block route via node{other}'s VTEP {vtep}:\n{routes}"
         );
     }
+    assert_pod_add_is_dual_stack(&lab);
 }
