@@ -41,6 +41,10 @@ const GUEST_DEFAULT_FILTERS: &[&str] = &[
 /// budget for the whole VM part is 15 minutes).
 const GUEST_TIMEOUT_SECONDS: u64 = 1500;
 
+/// `lab up`'s wait for the daemons' readiness in the guest: emulated, a debug daemon takes a
+/// minute or more to start (90 s on the host, where it takes a second).
+const GUEST_LAB_READY_SECONDS: &str = "300";
+
 /// Tests of other test binaries (cargo's target name, exact test name) that call
 /// `require_kernel_feature` for something the guest kernel has (ipip).
 const GUEST_ONLY: &[(&str, &str)] = &[(
@@ -141,7 +145,10 @@ fn lab_suite_on_guest_kernel() {
     let started = Instant::now();
     let status = vm::run_streamed(
         &args,
-        &[("GUEST_ONLY_TESTS", &others)],
+        &[
+            ("GUEST_ONLY_TESTS", &others),
+            ("STARLING_LAB_READY_SECONDS", GUEST_LAB_READY_SECONDS),
+        ],
         Duration::from_secs(GUEST_TIMEOUT_SECONDS + 60),
     );
     eprintln!(

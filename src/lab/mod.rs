@@ -195,6 +195,16 @@ pub(crate) fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// How long `lab up` waits for every daemon's readiness: 90 s, or `STARLING_LAB_READY_SECONDS`
+/// (the emulated test guest, tests/lab_guest.rs, starts debug daemons far more slowly).
+fn daemons_ready_timeout() -> Duration {
+    let seconds = std::env::var("STARLING_LAB_READY_SECONDS")
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(90);
+    Duration::from_secs(seconds)
+}
+
 fn progress(message: &str) {
     eprintln!("lab: {message}");
 }
@@ -295,7 +305,7 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
     }
     state.save(&state_dir)?;
     let all: Vec<usize> = (1..=args.nodes).collect();
-    daemons::wait_ready(&names, &all, Duration::from_secs(90))?;
+    daemons::wait_ready(&names, &all, daemons_ready_timeout())?;
     progress(&format!("daemons ready after {:.1?}", started.elapsed()));
 
     progress(&format!("creating {} pods per node", args.pods_per_node));
