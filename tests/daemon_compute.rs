@@ -184,6 +184,7 @@ fn workloads_borrowed_addresses_and_originated_routes() {
                 namespace: "web".into(),
                 name: "pod3".into(),
                 addresses: vec![ip("10.244.0.9")],
+                ip_nats: Vec::new(),
             }),
         ),
     ]);

@@ -6,7 +6,8 @@
 //! matters), publishes a [`DriverStatus`] after every pass, and returns when the desired-state
 //! sender is dropped. Learned BGP routes arrive apart, as per-prefix deltas: the driver holds
 //! the only learned table, writes each changed prefix's route at once (no recomputation, no
-//! kernel dump), and merges the table into the desired routes for full passes. natOutgoing is re-applied when its sets change or on resync; sysctls and
+//! kernel dump), and merges the table into the desired routes for full passes. natOutgoing is re-applied when its sets change or on resync; floating IP NATs are diffed against
+//! what is installed (read back on resync, so a correct ruleset costs no write); sysctls and
 //! the MTU file are checked every pass and written only when different. All of it happens on
 //! the calling task's thread, so run it on the thread that is in the target namespace.
 
@@ -22,7 +23,7 @@ use tokio::time::Instant;
 
 use super::kernel::{Change, Kernel};
 use super::reconcile::{BackoffPolicy, Reconciler};
-use super::{mtu, nat, sysctl};
+use super::{floating, mtu, nat, sysctl};
 use crate::route_deltas::DeltaReceiver;
 use starling_bgp::kernel::{DeltaBatch, LearnedRoute};
 use starling_calc::learned::learned_route_spec;
@@ -159,6 +160,8 @@ pub async fn run<K: Kernel + Send>(
     let mut retry_at: Option<Instant> = None;
     let mut reconciler = Reconciler::new(options.backoff.clone());
     let mut applied_nat: Option<NatSets> = None;
+    // What the floating IP tables hold, as far as this loop knows; `None` means read them back.
+    let mut floating_installed: Option<floating::Installed> = None;
     let mut written_mtu: Option<u32> = None;
     let mut next_resync = Instant::now() + options.resync_interval;
     let mut current = DriverStatus::default();
@@ -218,6 +221,7 @@ pub async fn run<K: Kernel + Send>(
         if resync {
             next_resync = now + options.resync_interval;
             applied_nat = None;
+            floating_installed = None;
         }
         current.passes += 1;
         current.last_error = None;
@@ -244,6 +248,27 @@ pub async fn run<K: Kernel + Send>(
                 Ok(()) => applied_nat = Some(wanted.nat.clone()),
                 Err(error) => {
                     tracing::warn!(%error, "natOutgoing not applied");
+                    current.converged = false;
+                    current.last_error = Some(error.to_string());
+                    retry_at = Some(retry_at.map_or(now + options.backoff.initial, |at| {
+                        at.min(now + options.backoff.initial)
+                    }));
+                }
+            }
+        }
+        if options.manage_nat {
+            let installed = match floating_installed.take() {
+                Some(installed) => Ok(installed),
+                None => floating::read(),
+            };
+            match installed.and_then(|installed| floating::apply(&wanted.floating_ips, &installed))
+            {
+                Ok(writes) => {
+                    current.total_writes += writes as u64;
+                    floating_installed = Some(floating::Installed::after(&wanted.floating_ips));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "floating IP NATs not applied");
                     current.converged = false;
                     current.last_error = Some(error.to_string());
                     retry_at = Some(retry_at.map_or(now + options.backoff.initial, |at| {

@@ -8,6 +8,7 @@
 
 pub mod driver;
 pub mod fake;
+pub mod floating;
 pub mod kernel;
 pub mod monitor;
 pub mod mtu;

@@ -254,12 +254,38 @@ pub fn pod(pod: &Pod) -> Conversion {
             })
             .collect()
     };
+    let ip_nats = match annotations.get(starling_ipam::request::ANNOTATION_FLOATING_IPS) {
+        None => Vec::new(),
+        Some(text) => match serde_json::from_str::<Vec<String>>(text) {
+            Ok(list) => {
+                let mut externals = Vec::new();
+                for entry in &list {
+                    match entry.trim().parse::<IpAddr>() {
+                        Ok(address) => externals.push(address),
+                        Err(_) => tracing::warn!(
+                            pod = %key,
+                            entry = %entry,
+                            "floatingIPs annotation: not an IP address; entry ignored"
+                        ),
+                    }
+                }
+                starling_calc::floating::pair_with_pod(&addresses, &externals)
+            }
+            // The pod keeps its routes; only its floating IPs are dropped (Calico refuses the
+            // whole endpoint, which would cut the pod off).
+            Err(error) => {
+                tracing::warn!(pod = %key, %error, "floatingIPs annotation is not a JSON list of strings; ignored");
+                Vec::new()
+            }
+        },
+    };
     Conversion::Valid(
         key,
         Box::new(Resource::Pod(LocalPod {
             namespace,
             name,
             addresses,
+            ip_nats,
         })),
     )
 }

@@ -16,10 +16,12 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use crate::desired;
+use crate::floating;
 use crate::services::ServiceSettings;
 use crate::spec::Desired;
 use crate::spec::{
-    veth_name, BlockSummary, DataplaneConfig, DataplaneInput, HostInterface, LocalWorkload,
+    veth_name, BlockSummary, DataplaneConfig, DataplaneInput, FloatingIps, HostInterface,
+    LocalWorkload,
 };
 use crate::state::{ClusterState, Kind};
 use starling_bgp::config::SpeakerConfig;
@@ -190,9 +192,10 @@ pub fn compute(input: &ComputeInput<'_>) -> Computed {
         host_interfaces: input.host_interfaces.to_vec(),
         datastore_in_sync: state.all_in_sync(&Kind::ALL),
     };
-    let desired = desired::compute(&dataplane);
+    let mut desired = desired::compute(&dataplane);
+    desired.floating_ips = floating::local_floating_ips(state, input.node_name, felix.floating_ips);
     let speaker = (input.config.networking_backend == NetworkingBackend::Bird)
-        .then(|| speaker_config(input, &local, &pools, &dataplane))
+        .then(|| speaker_config(input, &local, &pools, &dataplane, &desired.floating_ips))
         .flatten();
     Computed {
         local_node: local,
@@ -228,6 +231,7 @@ fn speaker_config(
     local: &CalicoNode,
     pools: &[IpPool],
     dataplane: &DataplaneInput,
+    floating_ips: &FloatingIps,
 ) -> Option<SpeakerConfig> {
     let state = input.state;
     let router_id = match input.config.router_id {
@@ -291,6 +295,9 @@ fn speaker_config(
             }
         }
     }
+    // Floating IPs are announced by the node whose endpoint holds them (BIRD exported the
+    // route Felix gave each one); the export policy passes those inside a pool, as Calico's.
+    originated.extend(floating::originated(floating_ips));
 
     let communities: BTreeMap<&str, &str> = bgp
         .communities

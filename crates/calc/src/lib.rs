@@ -11,11 +11,13 @@
 //!   carries, so learned-route changes reach the kernel without a recomputation.
 //! * [`services`] decides which Service addresses this node advertises, per Service and
 //!   EndpointSlice event (no recomputation of anything else).
+//! * [`floating`] decides the NATs and originated prefixes of this node's floating IPs.
 //! * [`mtu`] decides host and pod MTUs; [`spec`] holds the plain data types and Starling's fixed
 //!   names and numbers (route protocol, veth and VTEP naming).
 
 pub mod compute;
 pub mod desired;
+pub mod floating;
 pub mod learned;
 pub mod mtu;
 pub mod services;

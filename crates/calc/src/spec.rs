@@ -206,6 +206,15 @@ pub struct NatSets {
     pub all_pools_v6: BTreeSet<Ipv6Net>,
 }
 
+/// Floating IP NATs of this node's endpoints (see [`crate::floating`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FloatingIps {
+    /// External (floating) IP → the endpoint's internal IP.
+    pub dnat: BTreeMap<IpAddr, IpAddr>,
+    /// Internal IP → the floating IP its hairpin traffic leaves with.
+    pub snat: BTreeMap<IpAddr, IpAddr>,
+}
+
 /// A per-interface sysctl value: fixed, or copied from `net.ipv4.conf.default.rp_filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SysctlValue {
@@ -230,6 +239,7 @@ pub struct Desired {
     /// Remote VTEP MAC → remote node address.
     pub fdb: BTreeMap<FdbKey, IpAddr>,
     pub nat: NatSets,
+    pub floating_ips: FloatingIps,
     /// Paths under /proc/sys (slash separated) → value.
     pub global_sysctls: BTreeMap<String, String>,
     pub interface_sysctls: BTreeMap<String, Vec<(String, SysctlValue)>>,
@@ -255,6 +265,7 @@ impl Desired {
             neighbours: BTreeMap::new(),
             fdb: BTreeMap::new(),
             nat: NatSets::default(),
+            floating_ips: FloatingIps::default(),
             global_sysctls: BTreeMap::new(),
             interface_sysctls: BTreeMap::new(),
             host_mtu: mtu::DEFAULT_HOST_MTU,

@@ -90,6 +90,8 @@ pub struct LocalPod {
     pub name: String,
     /// Empty for finished pods.
     pub addresses: Vec<IpAddr>,
+    /// Floating IPs (`cni.projectcalico.org/floatingIPs`) paired with `addresses`.
+    pub ip_nats: Vec<starling_model::IpNat>,
 }
 
 /// A Secret's decoded data (BGP passwords).

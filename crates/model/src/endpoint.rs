@@ -11,6 +11,8 @@
 //!   always win over pod labels of the same key; profiles are `kns.<namespace>` then
 //!   `ksa.<namespace>.<serviceaccount>` when the service account is known.
 //! - [`WorkloadEndpoint::spec`] is its wire form; `validate::workload_endpoint` the way back.
+//! - `ip_nats` are the endpoint's floating IPs (`spec.ipNATs`): traffic to `external` is
+//!   DNATed to `internal`, an address of the endpoint of the same family.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -114,6 +116,15 @@ pub struct PodEndpoint {
     /// The pod's own labels (empty when the orchestrator's API is not reachable).
     pub pod_labels: BTreeMap<String, String>,
     pub service_account: Option<String>,
+    /// Floating IPs (`cni.projectcalico.org/floatingIPs`, already validated).
+    pub ip_nats: Vec<IpNat>,
+}
+
+/// One floating IP of an endpoint (`spec.ipNATs[]`): `external` reaches `internal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpNat {
+    pub internal: IpAddr,
+    pub external: IpAddr,
 }
 
 /// A validated WorkloadEndpoint.
@@ -132,6 +143,7 @@ pub struct WorkloadEndpoint {
     pub profiles: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub service_account: Option<String>,
+    pub ip_nats: Vec<IpNat>,
 }
 
 impl WorkloadEndpoint {
@@ -166,6 +178,7 @@ impl WorkloadEndpoint {
             profiles,
             labels,
             service_account,
+            ip_nats: pod.ip_nats,
         })
     }
 
@@ -188,6 +201,15 @@ impl WorkloadEndpoint {
             endpoint: self.endpoint.clone(),
             service_account_name: self.service_account.clone().unwrap_or_default(),
             ip_networks: self.networks.iter().map(IpNet::to_string).collect(),
+            ip_nats: self
+                .ip_nats
+                .iter()
+                .map(|nat| crate::wire::IpNat {
+                    internal_ip: nat.internal.to_string(),
+                    external_ip: nat.external.to_string(),
+                    source: String::new(),
+                })
+                .collect(),
             profiles: self.profiles.clone(),
             interface_name: self.interface_name.clone(),
             mac: self.mac.map(|mac| mac.to_string()).unwrap_or_default(),
@@ -269,6 +291,7 @@ mod tests {
             ]
             .into(),
             service_account: service_account.map(str::to_string),
+            ip_nats: Vec::new(),
         }
     }
 

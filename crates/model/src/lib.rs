@@ -30,7 +30,7 @@ pub mod wire;
 pub use asn::AsNumber;
 pub use bgp::{BgpConfig, BgpPeer, NextHopMode, PeerTarget, ProgramClusterRoutes};
 pub use bgpfilter::BgpFilter;
-pub use endpoint::{PodEndpoint, WorkloadEndpoint};
+pub use endpoint::{IpNat, PodEndpoint, WorkloadEndpoint};
 pub use felix::{FelixConfig, FelixOverrides};
 pub use node::{CalicoNode, MacAddr};
 pub use pool::{AllowedUse, AssignmentMode, EncapMode, IpPool, PoolEncapsulation};

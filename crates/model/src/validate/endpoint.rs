@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::{Subject, ValidationError};
-use crate::endpoint::{WorkloadEndpoint, KIND};
+use crate::endpoint::{IpNat, WorkloadEndpoint, KIND};
 use crate::node::MacAddr;
 use crate::wire::WorkloadEndpointSpec;
 
@@ -41,6 +41,28 @@ pub fn validate_workload_endpoint(
         };
         networks.push(network);
     }
+    let mut ip_nats = Vec::with_capacity(spec.ip_nats.len());
+    for (index, nat) in spec.ip_nats.iter().enumerate() {
+        let parse = |field: &str, text: &str| {
+            text.trim().parse::<IpAddr>().map_err(|_| {
+                subject.error(
+                    format!("spec.ipNATs[{index}].{field}"),
+                    format!("{text:?} is not an IP address"),
+                )
+            })
+        };
+        let internal = parse("internalIP", &nat.internal_ip)?;
+        let external = parse("externalIP", &nat.external_ip)?;
+        if internal.is_ipv4() != external.is_ipv4() {
+            return Err(subject.error(
+                format!("spec.ipNATs[{index}]"),
+                format!(
+                    "externalIP {external} and internalIP {internal} are of different families"
+                ),
+            ));
+        }
+        ip_nats.push(IpNat { internal, external });
+    }
     let mac = match spec.mac.trim() {
         "" => None,
         text => Some(
@@ -62,6 +84,7 @@ pub fn validate_workload_endpoint(
         profiles: spec.profiles.clone(),
         labels,
         service_account: Some(spec.service_account_name.clone()).filter(|sa| !sa.is_empty()),
+        ip_nats,
     })
 }
 
@@ -82,6 +105,10 @@ mod tests {
             mac: Some(MacAddr([2, 1, 2, 3, 4, 5])),
             networks: vec!["10.0.0.1/32".parse().unwrap()],
             service_account: Some("sa".into()),
+            ip_nats: vec![IpNat {
+                internal: "10.0.0.1".parse().unwrap(),
+                external: "192.0.2.7".parse().unwrap(),
+            }],
             ..PodEndpoint::default()
         })
         .unwrap();
@@ -114,6 +141,25 @@ mod tests {
         };
         let error = validate_workload_endpoint("ns", "w", BTreeMap::new(), &spec).unwrap_err();
         assert_eq!(error.field, "spec.mac");
+        let nat = |internal: &str, external: &str| crate::wire::IpNat {
+            internal_ip: internal.into(),
+            external_ip: external.into(),
+            source: String::new(),
+        };
+        let spec = WorkloadEndpointSpec {
+            node: "n1".into(),
+            ip_nats: vec![nat("10.0.0.1", "192.0.2.1"), nat("10.0.0.1", "x")],
+            ..WorkloadEndpointSpec::default()
+        };
+        let error = validate_workload_endpoint("ns", "w", BTreeMap::new(), &spec).unwrap_err();
+        assert_eq!(error.field, "spec.ipNATs[1].externalIP");
+        let spec = WorkloadEndpointSpec {
+            node: "n1".into(),
+            ip_nats: vec![nat("10.0.0.1", "fd00::1")],
+            ..WorkloadEndpointSpec::default()
+        };
+        let error = validate_workload_endpoint("ns", "w", BTreeMap::new(), &spec).unwrap_err();
+        assert_eq!(error.field, "spec.ipNATs[0]");
         let error = validate_workload_endpoint(
             "ns",
             "w",

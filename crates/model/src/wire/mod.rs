@@ -26,4 +26,4 @@ pub use felixconfig::FelixConfigurationSpec;
 pub use ippool::IPPoolSpec;
 pub use ipreservation::IPReservationSpec;
 pub use v3::{V3Metadata, V3Object, V3_API_VERSION};
-pub use workloadendpoint::WorkloadEndpointSpec;
+pub use workloadendpoint::{IpNat, WorkloadEndpointSpec};
