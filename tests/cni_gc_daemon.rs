@@ -72,6 +72,7 @@ async fn assign_exactly(
             ipam: IpamSection::default(),
             feature_control: FeatureControl::default(),
             requested_addresses: address.iter().map(IpNet::addr).collect(),
+            pod_annotations: Default::default(),
         }))
         .await;
     match response {
@@ -231,6 +232,7 @@ async fn record(service: &IpamService, container: &str, pod: &str, address: IpNe
             host_interface: veth_name("cali", "default", pod),
             mac: None,
             addresses: vec![address],
+            floating_ips: Vec::new(),
         }))
         .await;
     assert!(

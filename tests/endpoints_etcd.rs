@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use starling::cni::config::{FeatureControl, IpamSection};
 use starling::cni::ipam_protocol::{
-    AssignRequest, EndpointAddRequest, IpamRequest, IpamResponse, ReleaseRequest,
+    AssignRequest, EndpointAddRequest, FloatingIp, IpamRequest, IpamResponse, ReleaseRequest,
 };
 use starling::datastore::etcd::EtcdStore;
 use starling::datastore::{endpoints, AnyDatastore, Datastore};
@@ -74,6 +74,7 @@ async fn add(service: &IpamService, pod: &str, container: &str) -> IpNet {
             ipam: IpamSection::default(),
             feature_control: FeatureControl::default(),
             requested_addresses: Vec::new(),
+            pod_annotations: Default::default(),
         }))
         .await;
     let IpamResponse::Assigned { addresses, .. } = assigned else {
@@ -103,6 +104,7 @@ async fn record(
             host_interface: veth_name("cali", "default", pod),
             mac: Some("02:00:00:00:00:01".into()),
             addresses: addresses.to_vec(),
+            floating_ips: Vec::new(),
         }))
         .await
 }
@@ -238,6 +240,114 @@ async fn del_removes_only_its_own_sandboxs_endpoint() {
         IpamResponse::Released { addresses: vec![] }
     );
     assert_eq!(check_problems(&etcd).await, Vec::<String>::new());
+}
+
+fn assign_with(pod: &str, container: &str, floating: &str, enabled: bool) -> IpamRequest {
+    IpamRequest::Assign(AssignRequest {
+        handle: format!("k8s-pod-network.{container}"),
+        network_name: "k8s-pod-network".into(),
+        container_id: container.into(),
+        pod_namespace: "default".into(),
+        pod_name: pod.into(),
+        interface_name: "eth0".into(),
+        ipam: IpamSection::default(),
+        feature_control: FeatureControl {
+            floating_ips: enabled,
+            ..FeatureControl::default()
+        },
+        requested_addresses: Vec::new(),
+        pod_annotations: [(
+            "cni.projectcalico.org/floatingIPs".to_string(),
+            floating.to_string(),
+        )]
+        .into(),
+    })
+}
+
+#[tokio::test]
+async fn floating_ips_are_validated_and_recorded_as_ip_nats() {
+    if !require_program(
+        "floating_ips_are_validated_and_recorded_as_ip_nats",
+        ETCD_BINARY,
+    ) {
+        return;
+    }
+    let (_server, etcd) = EtcdServer::start().await;
+    let service = service(&etcd).await;
+    // Feature off, outside every pool, a family the pod lacks: refused, nothing kept.
+    for (floating, enabled, expected) in [
+        (r#"["10.65.200.1"]"#, false, "feature_control.floating_ips"),
+        (
+            r#"["192.0.2.1"]"#,
+            true,
+            "192.0.2.1 is outside every IP pool",
+        ),
+        (
+            r#"["fd00::1"]"#,
+            true,
+            "fd00::1 is an IPv6 address and the pod has none",
+        ),
+    ] {
+        let answer = service
+            .handle(assign_with("web-0", "c0", floating, enabled))
+            .await;
+        let IpamResponse::Error(error) = &answer else {
+            panic!("{floating} accepted: {answer:?}");
+        };
+        assert!(
+            error.message.contains("cni.projectcalico.org/floatingIPs")
+                && error.message.contains(expected),
+            "{}",
+            error.message
+        );
+    }
+    assert_eq!(check_problems(&etcd).await, Vec::<String>::new());
+
+    let answer = service
+        .handle(assign_with("web-0", "c1", r#"["10.65.200.1"]"#, true))
+        .await;
+    let IpamResponse::Assigned {
+        addresses,
+        floating_ips,
+        ..
+    } = answer
+    else {
+        panic!("assignment failed: {answer:?}");
+    };
+    assert_eq!(
+        floating_ips,
+        vec![FloatingIp {
+            internal: addresses[0].addr(),
+            external: "10.65.200.1".parse().unwrap(),
+        }]
+    );
+    let recorded = service
+        .handle(IpamRequest::EndpointAdd(EndpointAddRequest {
+            handle: "k8s-pod-network.c1".into(),
+            container_id: "c1".into(),
+            pod_namespace: "default".into(),
+            pod_name: "web-0".into(),
+            interface_name: "eth0".into(),
+            host_interface: veth_name("cali", "default", "web-0"),
+            mac: None,
+            addresses: addresses.clone(),
+            floating_ips,
+        }))
+        .await;
+    assert!(matches!(
+        recorded,
+        IpamResponse::EndpointRecorded { name: Some(_) }
+    ));
+    let key = endpoints::key("default", "node--1-k8s-web--0-eth0");
+    let stored = json(etcd.get_raw(&key).await.unwrap());
+    assert_eq!(
+        stored["spec"]["ipNATs"],
+        serde_json::json!([{"internalIP": addresses[0].addr().to_string(),
+                            "externalIP": "10.65.200.1", "source": ""}])
+    );
+    // And it reads back as the endpoint the daemon's calculation uses.
+    let endpoint = endpoints::decode(&key, &serde_json::to_vec(&stored).unwrap()).unwrap();
+    assert_eq!(endpoint.ip_nats[0].external.to_string(), "10.65.200.1");
 }
 
 fn endpoint(pod: &str, address: &str) -> WorkloadEndpoint {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use starling_ipam::pools::PoolReference;
 use starling_ipam::request::{
-    allocation_request, AllocationMode, CniIpamConfig, FamilyRequest, PoolSource,
+    allocation_request, pair_floating_ips, AllocationMode, CniIpamConfig, FamilyRequest, PoolSource,
 };
 
 mod ipam_support;
@@ -386,4 +386,40 @@ fn family_requests_resolve_to_pools() {
         ["cni-pool", "ns-pool", "pod-pool"],
         "every enabled v4 pool, by name"
     );
+}
+
+#[test]
+fn floating_ips_pair_with_the_pods_address_of_their_family() {
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    let pools = pools();
+    let pairs = pair_floating_ips(
+        &[ip("10.2.200.1"), ip("fd00:1::ff")],
+        &[ip("10.1.0.5"), ip("fd00:1::5")],
+        &pools,
+    )
+    .unwrap();
+    assert_eq!(
+        pairs
+            .iter()
+            .map(|nat| (nat.internal, nat.external))
+            .collect::<Vec<_>>(),
+        vec![
+            (ip("10.1.0.5"), ip("10.2.200.1")),
+            (ip("fd00:1::5"), ip("fd00:1::ff"))
+        ]
+    );
+    for (floating, problem) in [
+        ("192.0.2.1", "192.0.2.1 is outside every IP pool"),
+        (
+            "fd00:1::9",
+            "fd00:1::9 is an IPv6 address and the pod has none",
+        ),
+        ("10.1.0.5", "10.1.0.5 is the pod's own address"),
+    ] {
+        let error = pair_floating_ips(&[ip(floating)], &[ip("10.1.0.5")], &pools).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cni.projectcalico.org/floatingIPs: {problem}")
+        );
+    }
 }

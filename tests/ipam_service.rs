@@ -85,6 +85,7 @@ impl Fixture {
                 ipam: IpamSection::default(),
                 feature_control: FeatureControl::default(),
                 requested_addresses: Vec::new(),
+                pod_annotations: Default::default(),
             }))
             .await
     }

@@ -8,6 +8,7 @@
 //! same conflist keeps working after a switch from Calico. Parsing never panics: every problem is
 //! a [`ConfigError`] naming the field.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -52,6 +53,10 @@ pub struct NetworkConfig {
     pub dns: Option<serde_json::Value>,
     #[serde(rename = "runtimeConfig", default)]
     pub runtime_config: RuntimeConfig,
+    /// The conventions' `args` (keyed by who defines them): only
+    /// `cni.projectcalico.org/annotations` is read, see [`NetworkConfig::pod_annotations`].
+    #[serde(default)]
+    pub args: Option<serde_json::Value>,
     /// The previous plugin's result (CHECK and DEL, and ADD when chained after another plugin).
     #[serde(rename = "prevResult", default)]
     pub prev_result: Option<serde_json::Value>,
@@ -270,6 +275,27 @@ impl NetworkConfig {
                 })
             })
             .collect()
+    }
+
+    /// Pod annotations an orchestrator without a Kubernetes API for the daemon passes with the
+    /// attachment (`args` → `cni.projectcalico.org/annotations`, an object of strings; the
+    /// Starling lab does this). Anything else there is a config error naming the field.
+    pub fn pod_annotations(&self) -> Result<BTreeMap<String, String>, CniError> {
+        const FIELD: &str = "args.cni.projectcalico.org/annotations";
+        let Some(value) = self
+            .args
+            .as_ref()
+            .and_then(|args| args.get("cni.projectcalico.org/annotations"))
+        else {
+            return Ok(BTreeMap::new());
+        };
+        serde_json::from_value(value.clone()).map_err(|error| {
+            CniError::new(
+                result::code::INVALID_NETWORK_CONFIG,
+                format!("{FIELD} is not an object of strings: {error}"),
+                String::new(),
+            )
+        })
     }
 
     /// GC's list of attachments still in use. Missing or malformed is code 7 naming the field and

@@ -144,6 +144,7 @@ impl CountingAllocator {
             return IpamResponse::Assigned {
                 addresses: existing,
                 pod_mac: None,
+                floating_ips: Vec::new(),
             };
         }
         let mut chosen = Vec::new();
@@ -210,6 +211,7 @@ impl CountingAllocator {
         IpamResponse::Assigned {
             addresses: chosen.into_iter().map(host_network).collect(),
             pod_mac: self.pod_macs.get(&request.pod_name).cloned(),
+            floating_ips: Vec::new(),
         }
     }
 
@@ -292,6 +294,7 @@ mod tests {
             ipam: IpamSection::default(),
             feature_control: FeatureControl::default(),
             requested_addresses: requested,
+            pod_annotations: Default::default(),
         })
     }
 
@@ -304,6 +307,7 @@ mod tests {
             IpamResponse::Assigned {
                 addresses: vec!["10.1.0.1/32".parse().unwrap()],
                 pod_mac: None,
+                floating_ips: Vec::new(),
             }
         );
         // Same handle again: the same address.

@@ -37,6 +37,7 @@
 //!   is a `problems` entry; the others are still released (the specification asks GC to remove
 //!   as much as it can).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -113,6 +114,19 @@ pub struct AssignRequest {
     /// `ipAddrs` annotation they must be assigned exactly or the request fails.
     #[serde(default)]
     pub requested_addresses: Vec<IpAddr>,
+    /// The pod's annotations as the orchestrator passed them with the attachment (network
+    /// config `args.cni.projectcalico.org/annotations`). Used only when the daemon has no
+    /// Kubernetes API to read the pod from (etcd mode); the API's annotations win otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+/// A floating IP of the pod (`cni.projectcalico.org/floatingIPs`), paired with the pod
+/// address of its family: the WorkloadEndpoint's `spec.ipNATs` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloatingIp {
+    pub internal: IpAddr,
+    pub external: IpAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +160,9 @@ pub struct EndpointAddRequest {
     #[serde(default)]
     pub mac: Option<String>,
     pub addresses: Vec<IpNet>,
+    /// What `Assigned` answered in `floating_ips`, recorded as `spec.ipNATs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floating_ips: Vec<FloatingIp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +181,10 @@ pub enum IpamResponse {
         /// (`aa:bb:cc:dd:ee:ff`); otherwise the kernel's random one is kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pod_mac: Option<String>,
+        /// The pod's validated floating IPs (`feature_control.floating_ips` on); the plugin
+        /// passes them back with `EndpointAdd`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        floating_ips: Vec<FloatingIp>,
     },
     /// What the handle held (empty when it held nothing).
     Released {
@@ -259,6 +280,7 @@ mod tests {
             ipam: IpamSection::default(),
             feature_control: FeatureControl::default(),
             requested_addresses: vec!["10.0.0.7".parse().unwrap()],
+            pod_annotations: Default::default(),
         });
         let json = serde_json::to_value(&request).unwrap();
         assert_eq!(json["request"], "ipam_assign");
@@ -303,6 +325,7 @@ mod tests {
                     "fd00::5/128".parse().unwrap()
                 ],
                 pod_mac: None,
+                floating_ips: Vec::new(),
             }
         );
         let error = serde_json::to_value(IpamResponse::error(

@@ -24,7 +24,8 @@ use super::args::PluginEnvironment;
 use super::backend::IpamBackend;
 use super::config::NetworkConfig;
 use super::ipam_protocol::{
-    AssignRequest, CheckRequest, EndpointAddRequest, IpamRequest, IpamResponse, ReleaseRequest,
+    AssignRequest, CheckRequest, EndpointAddRequest, FloatingIp, IpamRequest, IpamResponse,
+    ReleaseRequest,
 };
 use super::result::{code, version_at_least, CniError, CniResult, IpConfig, Route};
 use super::wiring::{resolve_mtu, PodDataplane, WiredPod, WiringRequest};
@@ -76,6 +77,7 @@ pub async fn add(
     }
     let mut requested_addresses = environment.args.requested_addresses.clone();
     requested_addresses.extend(config.requested_addresses()?);
+    let pod_annotations = config.pod_annotations()?;
     let handle = handle_for(config, environment);
     let action = format!("assigning an address to pod {}/{}", pod.namespace, pod.name);
     let response = ipam
@@ -89,12 +91,19 @@ pub async fn add(
             ipam: config.ipam(),
             feature_control: config.feature_control,
             requested_addresses,
+            pod_annotations,
         }))
         .await?;
-    let (addresses, pod_mac): (Vec<IpAddr>, _) = match response {
-        IpamResponse::Assigned { addresses, pod_mac } if !addresses.is_empty() => {
-            (addresses.iter().map(IpNet::addr).collect(), pod_mac)
-        }
+    let (addresses, pod_mac, floating_ips): (Vec<IpAddr>, _, _) = match response {
+        IpamResponse::Assigned {
+            addresses,
+            pod_mac,
+            floating_ips,
+        } if !addresses.is_empty() => (
+            addresses.iter().map(IpNet::addr).collect(),
+            pod_mac,
+            floating_ips,
+        ),
         IpamResponse::Error(error) => return Err(error.to_cni_error(&action)),
         other => return Err(unexpected(&action, &other)),
     };
@@ -117,7 +126,16 @@ pub async fn add(
         mtu: resolve_mtu(config.explicit_mtu(), &settings.mtu_file),
         pod_mac,
     };
-    let wired = match wire_and_record(environment, &handle, &request, ipam, dataplane).await {
+    let wired = match wire_and_record(
+        environment,
+        &handle,
+        &request,
+        &floating_ips,
+        ipam,
+        dataplane,
+    )
+    .await
+    {
         Ok(wired) => wired,
         Err(mut error) => {
             tracing::warn!(%error, "wiring or recording the endpoint failed; rolling back");
@@ -176,6 +194,7 @@ async fn wire_and_record(
     environment: &PluginEnvironment,
     handle: &str,
     request: &WiringRequest,
+    floating_ips: &[FloatingIp],
     ipam: &impl IpamBackend,
     dataplane: &impl PodDataplane,
 ) -> Result<WiredPod, CniError> {
@@ -195,6 +214,7 @@ async fn wire_and_record(
             host_interface: wired.host.name.clone(),
             mac: wired.pod.mac.clone(),
             addresses: request.addresses.iter().map(|a| IpNet::from(*a)).collect(),
+            floating_ips: floating_ips.to_vec(),
         }))
         .await?;
     match response {

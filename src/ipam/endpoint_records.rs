@@ -9,7 +9,7 @@ use crate::cni::ipam_protocol::{EndpointAddRequest, IpamErrorKind, IpamResponse}
 use crate::datastore::{endpoints, AnyDatastore};
 use starling_model::endpoint::k8s_endpoint_name;
 use starling_model::store::StoreError;
-use starling_model::{MacAddr, PodEndpoint, WorkloadEndpoint};
+use starling_model::{IpNat, MacAddr, PodEndpoint, WorkloadEndpoint};
 
 /// The pod interface Calico assumes when a request does not name one.
 pub const DEFAULT_ENDPOINT: &str = "eth0";
@@ -55,6 +55,14 @@ pub async fn record(
         interface_name: request.host_interface.clone(),
         mac,
         networks: request.addresses.clone(),
+        ip_nats: request
+            .floating_ips
+            .iter()
+            .map(|floating| IpNat {
+                internal: floating.internal,
+                external: floating.external,
+            })
+            .collect(),
         ..PodEndpoint::default()
     }) {
         Ok(endpoint) => endpoint,

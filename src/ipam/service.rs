@@ -25,7 +25,7 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 
 use crate::cni::ipam_protocol::{
-    AssignRequest as CniAssign, CheckRequest, IpamErrorKind, IpamRequest, IpamResponse,
+    AssignRequest as CniAssign, CheckRequest, FloatingIp, IpamErrorKind, IpamRequest, IpamResponse,
     ReleaseRequest,
 };
 use crate::datastore::{AnyDatastore, Datastore};
@@ -37,7 +37,7 @@ use starling_ipam::block::Block;
 use starling_ipam::pools::{IpFamily, NamespaceInfo};
 use starling_ipam::records::Handle;
 use starling_ipam::request::{
-    allocation_request, pod_attributes, pools_for, AllocationMode, CniIpamConfig,
+    allocation_request, pair_floating_ips, pod_attributes, pools_for, AllocationMode, CniIpamConfig,
 };
 use starling_ipam::store::{read_ipam_config, read_reservations};
 use starling_ipam::IpamError;
@@ -164,9 +164,17 @@ impl IpamService {
         Ok(resolve_overlaps(&valid).0)
     }
 
-    async fn pod_context(&self, namespace: &str, pod: &str) -> Result<PodContext, IpamResponse> {
+    /// The pod's context from the Kubernetes API; without one (etcd mode), the annotations the
+    /// orchestrator passed with the request (`passed`).
+    async fn pod_context(
+        &self,
+        namespace: &str,
+        pod: &str,
+        passed: &BTreeMap<String, String>,
+    ) -> Result<PodContext, IpamResponse> {
         let Some(client) = &self.kube else {
             return Ok(PodContext {
+                pod_annotations: passed.clone(),
                 namespace: NamespaceInfo {
                     name: namespace.to_string(),
                     labels: BTreeMap::new(),
@@ -236,19 +244,24 @@ impl IpamService {
                 return IpamResponse::Assigned {
                     addresses: existing.into_iter().map(host_net).collect(),
                     pod_mac: None,
+                    floating_ips: Vec::new(),
                 };
             }
             Ok(_) => {}
             Err(err) => return error(IpamErrorKind::Unavailable, err.to_string()),
         }
         let context = match self
-            .pod_context(&request.pod_namespace, &request.pod_name)
+            .pod_context(
+                &request.pod_namespace,
+                &request.pod_name,
+                &request.pod_annotations,
+            )
             .await
         {
             Ok(context) => context,
             Err(response) => return response,
         };
-        let assigned = match self.assign_addresses(request, &context).await {
+        let (assigned, floating_ips) = match self.assign_addresses(request, &context).await {
             Ok(assigned) => assigned,
             Err(response) => {
                 // Whatever part of the request succeeded is given back.
@@ -277,6 +290,7 @@ impl IpamService {
         IpamResponse::Assigned {
             addresses: assigned,
             pod_mac: context.pod_annotations.get(ANNOTATION_HW_ADDR).cloned(),
+            floating_ips,
         }
     }
 
@@ -284,7 +298,7 @@ impl IpamService {
         &self,
         request: &CniAssign,
         context: &PodContext,
-    ) -> Result<Vec<IpNet>, IpamResponse> {
+    ) -> Result<(Vec<IpNet>, Vec<FloatingIp>), IpamResponse> {
         let unavailable = |err: StoreError| error(IpamErrorKind::Unavailable, err.to_string());
         let pools = self.pools().await.map_err(unavailable)?;
         let config = read_ipam_config(self.store()).await.map_err(unavailable)?;
@@ -323,7 +337,7 @@ impl IpamService {
         let now = chrono::Utc::now();
         let mut assigned = Vec::new();
         match allocation.mode {
-            AllocationMode::NoIpam(networks) => return Ok(networks),
+            AllocationMode::NoIpam(networks) => assigned = networks,
             AllocationMode::Specific(addresses) => {
                 for address in addresses {
                     let specific = AddressRequest {
@@ -380,7 +394,17 @@ impl IpamService {
                 }
             }
         }
-        Ok(assigned)
+        // Checked once the addresses are known; an error releases them again (the caller).
+        let addresses: Vec<IpAddr> = assigned.iter().map(IpNet::addr).collect();
+        let floating_ips = pair_floating_ips(&allocation.floating_ips, &addresses, &pools)
+            .map_err(|err| error(IpamErrorKind::Invalid, err.to_string()))?
+            .into_iter()
+            .map(|nat| FloatingIp {
+                internal: nat.internal,
+                external: nat.external,
+            })
+            .collect();
+        Ok((assigned, floating_ips))
     }
 
     /// Writes the pod IP annotations (Kubernetes only).

@@ -139,6 +139,7 @@ impl Pod {
                 .collect(),
             pod_labels: self.labels.clone(),
             service_account: self.account.map(str::to_string),
+            ip_nats: Vec::new(),
         })
         .unwrap()
     }

@@ -243,6 +243,51 @@ pub fn pools_for(
     )
 }
 
+/// Pairs the pod's floating IPs with its assigned addresses (Calico's CNI plugin: each floating
+/// IP NATs to the pod address of its family) once the addresses are known. Stricter than
+/// Calico, which records whatever the annotation says: a floating IP of a family the pod has
+/// no address of, or outside every IP pool (BGP exports only pool addresses, so it could never
+/// be reached), is an error naming the annotation.
+pub fn pair_floating_ips(
+    floating_ips: &[IpAddr],
+    assigned: &[IpAddr],
+    pools: &[IpPool],
+) -> Result<Vec<starling_model::IpNat>, RequestError> {
+    let mut pairs = Vec::with_capacity(floating_ips.len());
+    for external in floating_ips {
+        let family = IpFamily::of_address(external);
+        let Some(internal) = assigned
+            .iter()
+            .find(|address| IpFamily::of_address(address) == family)
+        else {
+            return Err(error(
+                ANNOTATION_FLOATING_IPS,
+                format!(
+                    "{external} is an IPv{} address and the pod has none",
+                    family.version()
+                ),
+            ));
+        };
+        if !pools.iter().any(|pool| pool.contains(*external)) {
+            return Err(error(
+                ANNOTATION_FLOATING_IPS,
+                format!("{external} is outside every IP pool"),
+            ));
+        }
+        if assigned.contains(external) {
+            return Err(error(
+                ANNOTATION_FLOATING_IPS,
+                format!("{external} is the pod's own address"),
+            ));
+        }
+        pairs.push(starling_model::IpNat {
+            internal: *internal,
+            external: *external,
+        });
+    }
+    Ok(pairs)
+}
+
 /// Builds the allocation request for a pod.
 pub fn allocation_request(
     pod_annotations: &BTreeMap<String, String>,
