@@ -139,6 +139,7 @@ fn speaker_config(filters: FilterChain) -> SpeakerConfig {
         sessions: BTreeMap::from([(spec.name.clone(), spec)]),
         passwords: BTreeMap::new(),
         originated: Vec::new(),
+        originated_interfaces: BTreeMap::new(),
         policy: Default::default(),
         graceful_restart_time: Duration::from_secs(120),
     }

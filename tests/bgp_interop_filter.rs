@@ -3,8 +3,9 @@
 //! Starling's kernel (`ip route`), and changing the filters takes effect on the running session
 //! (a looser import filter brings the refused routes back through a ROUTE-REFRESH, a stricter
 //! export filter withdraws from BIRD) without a new TCP connection; an import rule's
-//! `interface` matches the session's interface. A peer naming a missing
-//! filter exchanges nothing. Root only.
+//! `interface` matches the session's interface, an export rule's the route's (a borrowed
+//! workload /32's veth; blocks have none). A peer naming a missing filter exchanges nothing.
+//! Root only.
 
 #[path = "support/bgp_daemons.rs"]
 mod bgp_daemons;
@@ -83,9 +84,10 @@ fn set(prefixes: &[&str]) -> BTreeSet<String> {
     prefixes.iter().map(|prefix| prefix.to_string()).collect()
 }
 
-/// The BGP session's TCP connection as `ss` shows it (a session reset makes a new one).
+/// The BGP session's TCP connection as `ss` shows it, local and peer address:port only (a
+/// session reset makes a new one; the queue columns change with traffic in flight).
 fn bgp_connection(namespace: &str) -> String {
-    run(
+    let line = run(
         "ip",
         &[
             "netns",
@@ -97,9 +99,9 @@ fn bgp_connection(namespace: &str) -> String {
             "established",
             "( sport = :179 or dport = :179 )",
         ],
-    )
-    .trim()
-    .to_string()
+    );
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words[words.len().saturating_sub(2)..].join(" ")
 }
 
 struct Setup {
@@ -274,6 +276,29 @@ fn bird_sees_only_what_filters_allow_and_changes_apply_in_place() {
         ]);
         setup.set_filters(chain(&["export", "import"], &known));
         setup.expect_kernel_has(expected, &format!("import rule interface {pattern}"));
+    }
+    // A borrowed workload /32 (inside the pool, outside our blocks) leaves through its pod's
+    // veth: an export rule `interface: "cali*"` holds it back while the blocks, which have no
+    // interface, still go. A non-matching pattern first, so its absence later means something.
+    let borrowed = "10.244.3.7/32";
+    let mut config = setup.starling.config.clone();
+    config.originated.push(borrowed.parse().unwrap());
+    config
+        .originated_interfaces
+        .insert(borrowed.parse().unwrap(), "cali1a2b3c4d5e6".to_string());
+    setup.starling.update(config);
+    let blocks = &STARLING_ROUTES[..3];
+    for (pattern, with_borrowed) in [("*.calico", true), ("cali*", false)] {
+        let known = filter_set(&[(
+            "export",
+            json!({"exportV4": [{"action": "Reject", "interface": pattern}]}),
+        )]);
+        setup.set_filters(chain(&["export"], &known));
+        let mut expected = blocks.to_vec();
+        if with_borrowed {
+            expected.push(borrowed);
+        }
+        setup.expect_bird_has(&expected, &format!("export rule interface {pattern}"));
     }
     // All of it on the same TCP connection: no session reset.
     assert_eq!(

@@ -64,6 +64,7 @@ fn config(port: u16) -> SpeakerConfig {
         sessions: BTreeMap::from([(spec.name.clone(), spec)]),
         passwords: BTreeMap::new(),
         originated: vec![block],
+        originated_interfaces: BTreeMap::new(),
         policy: CalicoPolicy {
             own_blocks: vec![OwnBlock {
                 cidr: block,

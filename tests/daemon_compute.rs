@@ -236,6 +236,12 @@ fn workloads_borrowed_addresses_and_originated_routes() {
         vec![net("10.244.0.0/26"), net("10.244.1.7/32")],
         "the confirmed local block and the borrowed workload address"
     );
+    // The borrowed /32 leaves through pod2's veth (what export `interface` rules match);
+    // the block is a blackhole route without one.
+    assert_eq!(
+        speaker.originated_interfaces,
+        BTreeMap::from([(net("10.244.1.7/32"), veth_name("cali", "web", "pod2"))])
+    );
     assert_eq!(speaker.graceful_restart_time.as_secs(), 120);
     assert!(speaker.sessions.contains_key("Mesh_10_0_0_2"));
 }

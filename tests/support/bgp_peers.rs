@@ -452,6 +452,7 @@ pub fn speaker_config(
             .collect::<BTreeMap<_, _>>(),
         passwords: BTreeMap::new(),
         originated: blocks.clone(),
+        originated_interfaces: BTreeMap::new(),
         policy: CalicoPolicy {
             own_blocks: blocks
                 .iter()

@@ -26,6 +26,9 @@ pub struct SpeakerConfig {
     pub passwords: BTreeMap<String, String>,
     /// Routes this node originates: confirmed local blocks and borrowed workload /32s.
     pub originated: Vec<IpNet>,
+    /// The interface of originated routes that have one (a borrowed workload /32 leaves
+    /// through the pod's host veth): what export `interface` rules of BGPFilters match.
+    pub originated_interfaces: BTreeMap<IpNet, String>,
     /// Calico's export/import/kernel rules for this node.
     pub policy: CalicoPolicy,
     /// Restart time we advertise as a restarting speaker (RFC 4724).

@@ -298,12 +298,14 @@ impl<Classify: Fn(&IpNet, &Candidate) -> (RouteKind, bool)> super::rib::ExportPo
         let from_peer = matches!(candidate.source, RouteSource::Peer(_));
         // BGPFilters run before Calico's rules (confd calls the filter functions first); an
         // Accept there exports the route as is, without prefixAdvertisements' communities.
-        // The outgoing interface of exported routes is not known to the RIB, so `interface`
-        // export rules never match (import rules match the session's interface).
+        // `interface` rules match the candidate's interface, BIRD's `ifname`: a workload's veth
+        // for its borrowed /32, the session interface for a peer's routes (BIRD uses the
+        // interface toward the resolved next hop, which is the session's for single-hop peers),
+        // nothing for blackhole blocks and service addresses (BIRD's ifname is empty there).
         let facts = RouteFacts {
             prefix,
             from_peer,
-            interface: None,
+            interface: candidate.interface.as_deref(),
         };
         match peer.filters.decide(Direction::Export, &facts) {
             FilterVerdict::Accept => return true,

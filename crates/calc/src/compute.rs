@@ -286,12 +286,16 @@ fn speaker_config(
         .map(|block| block.cidr)
         .collect();
     // Local workloads whose address lies outside our own blocks were borrowed: announce /32s.
+    // BIRD learned them from Felix's kernel route on the pod's veth, which export `interface`
+    // rules match.
+    let mut originated_interfaces = BTreeMap::new();
     for workload in &dataplane.workloads {
         for address in &workload.addresses {
             if !own_blocks.iter().any(|block| block.cidr.contains(address))
                 && pools.iter().any(|pool| pool.contains(*address))
             {
                 originated.insert(IpNet::from(*address));
+                originated_interfaces.insert(IpNet::from(*address), workload.interface.clone());
             }
         }
     }
@@ -356,6 +360,7 @@ fn speaker_config(
         sessions,
         passwords,
         originated: originated.into_iter().collect(),
+        originated_interfaces,
         policy,
         graceful_restart_time: GRACEFUL_RESTART_TIME,
     })

@@ -274,6 +274,7 @@ impl Actor {
         } else {
             self.config.policy.changed_scope(&config.policy)
         };
+        let old_interfaces = std::mem::take(&mut self.config.originated_interfaces);
         self.config = config;
         self.ensure_listeners();
         // Sessions.
@@ -317,11 +318,16 @@ impl Actor {
         for prefix in self.originated.difference(&wanted) {
             changed.extend(self.rib.withdraw_local(*prefix));
         }
-        for prefix in wanted.difference(&self.originated) {
-            changed.extend(
-                self.rib
-                    .originate(*prefix, starling_bgp::rib::RouteAttributes::local()),
-            );
+        for prefix in &wanted {
+            // New routes, and kept ones whose interface changed (a pod recreated on a new veth).
+            let interface = self.config.originated_interfaces.get(prefix);
+            if !self.originated.contains(prefix) || old_interfaces.get(prefix) != interface {
+                changed.extend(self.rib.originate_via(
+                    *prefix,
+                    starling_bgp::rib::RouteAttributes::local(),
+                    interface.map(String::as_str),
+                ));
+            }
         }
         self.originated = wanted;
         match scope {

@@ -15,6 +15,7 @@
 mod counts;
 mod decision;
 mod export;
+mod interface;
 mod refilter;
 mod route;
 
@@ -102,6 +103,8 @@ impl<F: Fn(&PeerConfig, &IpNet, &mut Cow<'_, RouteAttributes>) -> bool> ImportPo
 #[derive(Debug, Clone)]
 struct PeerState {
     config: PeerConfig,
+    /// `config.interface`, shared by every candidate of this peer.
+    interface: Option<Arc<str>>,
     session: Option<PeerSession>,
     adj_rib_in: BTreeMap<IpNet, Arc<RouteAttributes>>,
     /// Prefixes the peer announces that import checks or policy refused (counted as received,
@@ -135,6 +138,7 @@ fn same_path(left: &Candidate, right: &Candidate) -> bool {
     left.source == right.source
         && left.peer == right.peer
         && left.stale == right.stale
+        && left.interface == right.interface
         && (Arc::ptr_eq(&left.attributes, &right.attributes) || left.attributes == right.attributes)
 }
 
@@ -193,13 +197,18 @@ impl Rib {
     pub fn add_peer(&mut self, id: PeerId, config: PeerConfig) {
         match self.peers.get_mut(&id) {
             Some(state) => {
+                let interface_changed = state.config.interface != config.interface;
                 state.config = config;
                 state.full_export_pending = true;
+                if interface_changed {
+                    self.peer_interface_changed(id);
+                }
             }
             None => {
                 self.peers.insert(
                     id,
                     PeerState {
+                        interface: config.interface.as_deref().map(Arc::from),
                         config,
                         session: None,
                         adj_rib_in: BTreeMap::new(),
@@ -334,6 +343,7 @@ impl Rib {
             route_reflector_client: state.config.route_reflector_client,
         };
         let config = state.config.clone();
+        let interface = state.interface.clone();
         let mut changed = Vec::new();
         for prefix in update.withdrawn() {
             self.set_rejected(id, prefix, false);
@@ -382,9 +392,13 @@ impl Rib {
             let accepted = accepted.filter(|_| !self.blocked_by_limit(id, &prefix));
             self.set_rejected(id, prefix, accepted.is_none());
             match accepted {
-                Some(attributes) => {
-                    changed.extend(self.insert_peer_route(id, facts, prefix, attributes))
-                }
+                Some(attributes) => changed.extend(self.insert_peer_route(
+                    id,
+                    facts,
+                    prefix,
+                    attributes,
+                    interface.clone(),
+                )),
                 None => changed.extend(self.remove_peer_routes(id, vec![prefix])),
             }
         }
@@ -415,15 +429,10 @@ impl Rib {
         true
     }
 
-    /// Originates (or replaces) a local route. Returns prefixes whose best route changed.
+    /// Originates (or replaces) a local route without an interface. Returns prefixes whose
+    /// best route changed.
     pub fn originate(&mut self, prefix: IpNet, attributes: RouteAttributes) -> Vec<IpNet> {
-        let candidate = Candidate {
-            source: RouteSource::Local,
-            peer: None,
-            attributes: Arc::new(attributes),
-            stale: false,
-        };
-        self.insert_candidate(prefix.trunc(), candidate)
+        self.originate_via(prefix, attributes, None)
     }
 
     /// Stops originating a local route. Returns prefixes whose best route changed.
@@ -456,6 +465,7 @@ impl Rib {
         facts: PeerFacts,
         prefix: IpNet,
         attributes: Arc<RouteAttributes>,
+        interface: Option<Arc<str>>,
     ) -> Vec<IpNet> {
         if let Some(state) = self.peers.get_mut(&id) {
             state.adj_rib_in.insert(prefix, attributes.clone());
@@ -466,6 +476,7 @@ impl Rib {
             peer: Some(facts),
             attributes,
             stale: false,
+            interface,
         };
         self.insert_candidate(prefix, candidate)
     }

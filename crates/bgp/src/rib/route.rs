@@ -141,4 +141,8 @@ pub struct Candidate {
     pub attributes: Arc<RouteAttributes>,
     /// Kept from a peer that went down gracefully (RFC 4724 §4.2), awaiting refresh.
     pub stale: bool,
+    /// The interface the route points out of, as BIRD's `ifname` would give it to export
+    /// filters: a local route's device (a workload's veth), or the session interface of the
+    /// peer it came from; `None` for routes without one (blackhole blocks, service addresses).
+    pub interface: Option<Arc<str>>,
 }
