@@ -18,6 +18,8 @@ use starling_ipam::block::Block;
 use starling_ipam::records::{Affinity, AffinityState};
 use starling_model::bgp::BgpConfigLayer;
 use starling_model::config::Config;
+use starling_model::endpoint::IpNat;
+use starling_model::felix::FelixLayer;
 use starling_model::wire::IPPoolSpec;
 use starling_model::{CalicoNode, IpPool};
 
@@ -184,8 +186,18 @@ fn workloads_borrowed_addresses_and_originated_routes() {
                 namespace: "web".into(),
                 name: "pod3".into(),
                 addresses: vec![ip("10.244.0.9")],
-                ip_nats: Vec::new(),
+                ip_nats: vec![IpNat {
+                    internal: ip("10.244.0.9"),
+                    external: ip("10.244.200.1"),
+                }],
             }),
+        ),
+        (
+            "default".into(),
+            Resource::FelixConfiguration(Box::new(FelixLayer {
+                floating_ips: Some(true),
+                ..FelixLayer::default()
+            })),
         ),
     ]);
     let config = config(&[]);
@@ -233,14 +245,21 @@ fn workloads_borrowed_addresses_and_originated_routes() {
     let speaker = computed.speaker.expect("bird backend with a node address");
     assert_eq!(
         speaker.originated,
-        vec![net("10.244.0.0/26"), net("10.244.1.7/32")],
-        "the confirmed local block and the borrowed workload address"
+        vec![
+            net("10.244.0.0/26"),
+            net("10.244.1.7/32"),
+            net("10.244.200.1/32")
+        ],
+        "the confirmed local block, the borrowed workload address and pod3's floating IP"
     );
-    // The borrowed /32 leaves through pod2's veth (what export `interface` rules match);
-    // the block is a blackhole route without one.
+    // The borrowed /32 leaves through pod2's veth, the floating IP through pod3's (what export
+    // `interface` rules match); the block is a blackhole route without one.
     assert_eq!(
         speaker.originated_interfaces,
-        BTreeMap::from([(net("10.244.1.7/32"), veth_name("cali", "web", "pod2"))])
+        BTreeMap::from([
+            (net("10.244.1.7/32"), veth_name("cali", "web", "pod2")),
+            (net("10.244.200.1/32"), veth_name("cali", "web", "pod3")),
+        ])
     );
     assert_eq!(speaker.graceful_restart_time.as_secs(), 120);
     assert!(speaker.sessions.contains_key("Mesh_10_0_0_2"));

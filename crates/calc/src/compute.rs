@@ -302,6 +302,17 @@ fn speaker_config(
     // Floating IPs are announced by the node whose endpoint holds them (BIRD exported the
     // route Felix gave each one); the export policy passes those inside a pool, as Calico's.
     originated.extend(floating::originated(floating_ips));
+    // Felix routes a floating IP to its pod's veth too (calico.md §5.2), so that is its
+    // interface for export rules.
+    for (external, internal) in &floating_ips.dnat {
+        if let Some(workload) = dataplane
+            .workloads
+            .iter()
+            .find(|workload| workload.addresses.contains(internal))
+        {
+            originated_interfaces.insert(IpNet::from(*external), workload.interface.clone());
+        }
+    }
 
     let communities: BTreeMap<&str, &str> = bgp
         .communities
