@@ -306,12 +306,21 @@ router bgp {FRR_AS}
 "
         ),
     );
+    // BFD is switched on for the running session (as an annotation added to a live BGPPeer
+    // does): it starts on the Established connection, BGP untouched.
     let mut spec = session(frr_address, FRR_AS, AS, starling_address);
-    spec.bfd = Some(FAST);
-    let starling = Starling::start(
+    let mut starling = Starling::start(
         lab.namespace(0),
-        speaker_config(0, AS, &["10.244.1.0/26"], vec![spec]),
+        speaker_config(0, AS, &["10.244.1.0/26"], vec![spec.clone()]),
     );
+    assert!(
+        eventually(Duration::from_secs(30), || starling
+            .established(frr_address)),
+        "no session: {:?}",
+        starling.status()
+    );
+    spec.bfd = Some(FAST);
+    starling.update(speaker_config(0, AS, &["10.244.1.0/26"], vec![spec]));
     // FRR has taken Starling's 3 as multiplier: the Control packets got through both ways.
     let frr_bfd_up = || frr.bfd_peer(starling_address) == Some(("up".to_string(), 100, 3));
     assert!(

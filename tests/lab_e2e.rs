@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use starling::lab::{self, pods, topology, LabOptions, LabState, Mode, UpArgs};
 
+#[path = "lab_e2e/bfd.rs"]
+mod bfd;
 #[path = "lab_e2e/cross_subnet.rs"]
 mod cross_subnet;
 #[path = "lab_e2e/dual_stack.rs"]

@@ -9,6 +9,7 @@ pub mod controllers;
 pub mod daemons;
 pub mod etcd;
 pub mod explain;
+pub mod failover;
 pub mod labels;
 pub mod manifests;
 pub mod ping;

@@ -32,6 +32,19 @@ fn object(kind: &str, name: &str, labels: Value, spec: Value) -> Value {
     })
 }
 
+/// The `default` BGPConfiguration of the BGP modes (mesh on) at its etcd key, with extra
+/// `annotations` and `spec` fields merged in (e.g. `starling/bfd-interval`,
+/// `nodeMeshMaxRestartTime`).
+pub fn mesh_configuration(annotations: Value, spec: Value) -> (String, Value) {
+    let mut full = json!({"asNumber": CLUSTER_AS, "nodeToNodeMeshEnabled": true});
+    if let (Some(full), Value::Object(extra)) = (full.as_object_mut(), spec) {
+        full.extend(extra);
+    }
+    let mut value = object("BGPConfiguration", "default", json!({}), full);
+    value["metadata"]["annotations"] = annotations;
+    (key("bgpconfigurations", "default"), value)
+}
+
 /// An IPPool object at its etcd key.
 pub fn pool(name: &str, cidr: &str, mode: Mode, node_selector: &str) -> (String, Value) {
     let (ipip, vxlan) = match mode {

@@ -400,7 +400,12 @@ impl Actor {
             self.filters_changed(name, &old_filters, &new_filters);
         }
         self.apply_import_block(name);
-        self.sync_bfd(name, None);
+        // BFD newly enabled on an Established session starts now, from its local address.
+        let established = self
+            .sessions
+            .get(name)
+            .is_some_and(|state| state.primary.fsm.state() == State::Established);
+        self.sync_bfd(name, local.filter(|_| established));
         tracing::info!(session = %name, reconnect, "BGP session reconfigured");
         if was_disabled {
             // A changed configuration is the operator's answer to a disabled session.
