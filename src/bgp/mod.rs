@@ -6,3 +6,12 @@ pub mod bfd;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;
+
+/// Sleeps until `deadline`, or forever without one: the timer arm of the BGP speaker's and the
+/// BFD task's `select!` loops.
+pub(crate) async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}

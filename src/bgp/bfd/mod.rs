@@ -157,13 +157,7 @@ async fn run(mut engine: Engine, mut commands: mpsc::UnboundedReceiver<Command>)
     let mut buffer4 = [0u8; 256];
     let mut buffer6 = [0u8; 256];
     loop {
-        let deadline = engine.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = crate::bgp::sleep_until(engine.next_deadline());
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Set(peer)) => engine.set(peer, Instant::now()),

@@ -158,13 +158,7 @@ pub(super) async fn run(
     };
     actor.configure(initial, true);
     loop {
-        let deadline = actor.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = crate::bgp::sleep_until(actor.next_deadline());
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Configure(config)) => actor.configure(*config, false),
