@@ -20,6 +20,8 @@ mod bfd;
 mod cross_subnet;
 #[path = "lab_e2e/dual_stack.rs"]
 mod dual_stack;
+#[path = "lab_e2e/floating_ip.rs"]
+mod floating_ip;
 #[path = "lab_e2e/ipam_check.rs"]
 mod ipam_check;
 #[path = "lab_e2e/ipip.rs"]

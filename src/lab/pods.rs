@@ -43,6 +43,10 @@ pub struct LabPod {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// The pod's annotations (`lab pod add --annotation`), passed to the CNI plugin with the
+    /// attachment, as an orchestrator does when the daemon has no Kubernetes API.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// The container ports it serves (`--serve`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ServePort>,
@@ -68,6 +72,7 @@ impl LabPod {
             pod_name: None,
             labels: BTreeMap::new(),
             service_account: None,
+            annotations: BTreeMap::new(),
             ports: Vec::new(),
             server_pid: None,
         }
@@ -111,9 +116,24 @@ impl LabPod {
     }
 }
 
-const NETWORK_CONFIG: &str = r#"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"starling","ipam":{"type":"starling-ipam"}}"#;
+/// Floating IPs are on (`feature_control.floating_ips`), so `--annotation
+/// cni.projectcalico.org/floatingIPs=...` works as in a Calico cluster that enabled them.
+const NETWORK_CONFIG: &str = r#"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"starling","feature_control":{"floating_ips":true},"ipam":{"type":"starling-ipam"}}"#;
 /// A dual-stack lab's: both families from IPAM, as Calico's manifests write it.
-const NETWORK_CONFIG_DUAL_STACK: &str = r#"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"starling","ipam":{"type":"starling-ipam","assign_ipv4":"true","assign_ipv6":"true"}}"#;
+const NETWORK_CONFIG_DUAL_STACK: &str = r#"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"starling","feature_control":{"floating_ips":true},"ipam":{"type":"starling-ipam","assign_ipv4":"true","assign_ipv6":"true"}}"#;
+
+/// The network configuration `pod` is attached with: the lab's, plus the pod's annotations
+/// under `args` → `cni.projectcalico.org/annotations` (the CNI conventions' per-attachment
+/// arguments), the way the plugin learns them without a Kubernetes API.
+fn attachment_config(config: &str, pod: &LabPod) -> Result<String> {
+    if pod.annotations.is_empty() {
+        return Ok(config.to_string());
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_str(config).context("reading the lab's CNI network configuration")?;
+    json["args"] = serde_json::json!({"cni.projectcalico.org/annotations": pod.annotations});
+    Ok(json.to_string())
+}
 
 /// Where `lab up` keeps the CNI network configuration every pod is wired with (the lab's
 /// `/etc/cni/net.d`).
@@ -170,7 +190,7 @@ fn cni(
     command: &str,
 ) -> Result<String> {
     let files = NodeFiles::new(state_dir, pod.node);
-    let config = network_config(state_dir)?;
+    let config = attachment_config(&network_config(state_dir)?, pod)?;
     let netns_path = crate::netns::path(&pod.namespace);
     let mut child = Command::new("ip")
         .args(["netns", "exec", &names.node_ns(pod.node)])
@@ -300,5 +320,25 @@ mod tests {
         let config = crate::cni::config::NetworkConfig::parse(NETWORK_CONFIG_DUAL_STACK.as_bytes());
         let ipam = config.expect("valid").ipam.expect("an ipam section");
         assert!(ipam.assign_ipv4 && ipam.assign_ipv6);
+    }
+
+    #[test]
+    fn annotations_travel_in_the_attachment_args_with_floating_ips_enabled() {
+        let names = LabNames::new("t");
+        let mut pod = LabPod::named(&names, 1, "default", "a");
+        assert_eq!(
+            attachment_config(NETWORK_CONFIG, &pod).unwrap(),
+            NETWORK_CONFIG
+        );
+        pod.annotations.insert(
+            "cni.projectcalico.org/floatingIPs".to_string(),
+            r#"["10.244.250.1"]"#.to_string(),
+        );
+        for base in [NETWORK_CONFIG, NETWORK_CONFIG_DUAL_STACK] {
+            let text = attachment_config(base, &pod).unwrap();
+            let config = crate::cni::config::NetworkConfig::parse(text.as_bytes()).expect("valid");
+            assert!(config.feature_control.floating_ips);
+            assert_eq!(config.pod_annotations().unwrap(), pod.annotations);
+        }
     }
 }

@@ -87,6 +87,22 @@ pub fn pool_v6(name: &str, cidr: &str, mode: Mode, node_selector: &str) -> (Stri
     )
 }
 
+/// FelixConfiguration `default` as calico-node's start-up writes it, with floating IPs
+/// enabled (Felix's gate; the lab's CNI configuration opens the plugin's), so a pod added with
+/// the `cni.projectcalico.org/floatingIPs` annotation gets them.
+fn felix_configuration() -> (String, Value) {
+    (
+        key("felixconfigurations", "default"),
+        object(
+            "FelixConfiguration",
+            "default",
+            json!({}),
+            json!({"reportingInterval": "0s", "logSeverityScreen": "Info",
+                   "floatingIPs": "Enabled"}),
+        ),
+    )
+}
+
 /// Everything a mode needs (with `ipv6`, the IPv6 pool too).
 pub fn for_mode(mode: Mode, ipv6: bool) -> Vec<(String, Value)> {
     let mut entries = vec![pool("lab-pool", POD_POOL, mode, "all()")];
@@ -137,6 +153,7 @@ pub fn for_mode(mode: Mode, ipv6: bool) -> Vec<(String, Value)> {
             ));
         }
     }
+    entries.push(felix_configuration());
     entries
 }
 
@@ -161,6 +178,14 @@ mod tests {
         );
         let (_, pool) = &entries[0];
         assert_eq!(pool["spec"]["vxlanMode"], "Never");
+        for mode in [Mode::Vxlan, Mode::Bgp, Mode::BgpRr] {
+            let entries = for_mode(mode, false);
+            let (_, felix) = entries
+                .iter()
+                .find(|(k, _)| k.ends_with("/felixconfigurations/default"))
+                .expect("a FelixConfiguration default");
+            assert_eq!(felix["spec"]["floatingIPs"], "Enabled");
+        }
         assert_eq!(
             for_mode(Mode::Vxlan, false)[0].1["spec"]["vxlanMode"],
             "Always"

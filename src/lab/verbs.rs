@@ -75,10 +75,39 @@ pub struct PodAddArgs {
     pub labels: Labels,
     #[arg(long)]
     pub service_account: Option<String>,
+    /// KEY=VALUE, repeatable: a pod annotation the CNI plugin reads, e.g.
+    /// `cni.projectcalico.org/floatingIPs=["10.244.250.1"]` (the value may hold commas).
+    #[arg(long = "annotation", value_parser = parse_annotation)]
+    pub annotations: Vec<(String, String)>,
     /// [NAME=]PROTO/PORT,...: ports the pod serves (tcp, udp, sctp); NAME is the named
     /// container port.
     #[arg(long, default_value = "")]
     pub serve: String,
+}
+
+/// `KEY=VALUE` of `--annotation`: split at the first `=`; the key is a qualified name, as the
+/// API server requires of annotation keys.
+fn parse_annotation(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("invalid annotation {text:?} (want KEY=VALUE)"))?;
+    if !starling_policy::k8s::is_label_key(key) {
+        return Err(format!(
+            "invalid annotation key {key:?}: a qualified name is [prefix/]name"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The `--annotation` list as a map; a key given twice is an error naming it.
+fn annotation_map(list: Vec<(String, String)>) -> Result<Labels> {
+    let mut annotations = Labels::new();
+    for (key, value) in list {
+        if annotations.insert(key.clone(), value).is_some() {
+            bail!("--annotation {key:?} is given twice");
+        }
+    }
+    Ok(annotations)
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -170,6 +199,7 @@ pub fn run(options: &LabOptions, verb: LabVerb) -> Result<bool> {
                     node: args.node,
                     labels: args.labels,
                     service_account: args.service_account,
+                    annotations: annotation_map(args.annotations)?,
                     serve: serve::parse_list(&args.serve)
                         .map_err(|error| anyhow::anyhow!("--serve: {error}"))?,
                 },
@@ -289,6 +319,7 @@ pub fn status_json(options: &LabOptions) -> Result<serde_json::Value> {
                     .chain(pod.address_v6.iter().map(ToString::to_string))
                     .collect::<Vec<_>>(),
                 "labels": pod.labels,
+                "annotations": pod.annotations,
                 "serviceAccount": pod.service_account,
                 "ports": pod.ports,
                 "netns": pod.namespace,
@@ -333,6 +364,10 @@ mod tests {
             "pod=a",
             "--serve",
             "serve-80-tcp=tcp/80,udp/81",
+            "--annotation",
+            r#"cni.projectcalico.org/floatingIPs=["10.244.250.1","10.244.250.2"]"#,
+            "--annotation",
+            "example.com/note=a=b",
         ]);
         let Command::Lab(lab) = cli.command else {
             panic!("not a lab command")
@@ -344,6 +379,34 @@ mod tests {
         assert_eq!(args.lab, "t1");
         assert_eq!(args.labels.get("pod").map(String::as_str), Some("a"));
         assert_eq!(serve::parse_list(&args.serve).unwrap().len(), 2);
+        let annotations = annotation_map(args.annotations.clone()).unwrap();
+        assert_eq!(
+            annotations
+                .get("cni.projectcalico.org/floatingIPs")
+                .map(String::as_str),
+            Some(r#"["10.244.250.1","10.244.250.2"]"#)
+        );
+        assert_eq!(
+            annotations.get("example.com/note").map(String::as_str),
+            Some("a=b")
+        );
+        assert!(annotation_map([args.annotations.clone(), args.annotations].concat()).is_err());
+        for bad in ["novalue", "-bad=x"] {
+            assert!(
+                Cli::try_parse_from([
+                    "starling",
+                    "lab",
+                    "pod",
+                    "add",
+                    "--name",
+                    "a",
+                    "--annotation",
+                    bad
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
         assert!(Cli::try_parse_from(["starling", "lab", "pod", "add", "--labels", "x"]).is_err());
     }
 

@@ -83,6 +83,8 @@ pub struct PodRequest {
     pub node: Option<usize>,
     pub labels: Labels,
     pub service_account: Option<String>,
+    /// Annotations the CNI plugin reads (e.g. `cni.projectcalico.org/floatingIPs`).
+    pub annotations: Labels,
     pub serve: Vec<ServePort>,
 }
 
@@ -130,6 +132,7 @@ pub fn add_pod(options: &LabOptions, request: &PodRequest) -> Result<LabPod> {
         let mut pod = LabPod::named(&names, node, &request.namespace, &request.name);
         pod.labels = request.labels.clone();
         pod.service_account = request.service_account.clone();
+        pod.annotations = request.annotations.clone();
         pod.ports = request.serve.clone();
         let mut pod = pods::wire(&names, &state_dir, &state.binary, pod)?;
         let finish = |pod: &mut LabPod| -> Result<()> {

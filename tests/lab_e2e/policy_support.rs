@@ -79,8 +79,8 @@ pub fn build_model(lab: &Lab) {
                     name: pod.to_string(),
                     node: Some(index + 1),
                     labels: labels(&[("pod", pod)]),
-                    service_account: None,
                     serve: serve::parse_list(SERVE).unwrap(),
+                    ..PodRequest::default()
                 },
             )
             .unwrap_or_else(|error| panic!("pod {namespace}/{pod}: {error:#}"));
