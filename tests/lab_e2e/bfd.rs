@@ -2,8 +2,10 @@
 //! BGPConfiguration brings BFD Up on every mesh session; when node3's cable is pulled (its
 //! bridge port set down, its daemon left running) node1 and node2 drop its routes long before
 //! the hold time (240 s) and show BFD Down for it; with the cable back, BFD and the routes
-//! return. How fast is the `bfd_failover` benchmark's number, not asserted here.
+//! return; node1's metrics tell the same. How fast is the `bfd_failover` benchmark's number,
+//! not asserted here.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,25 @@ use starling::lab::{self, failover, resources, topology, Mode};
 
 use super::requirements::require_root;
 use super::{logs, poll, Lab};
+
+/// The value of the metric line starting with `series` (name and labels) on node `node`'s
+/// metrics endpoint (the lab daemons serve it on port 9091).
+fn metric(lab: &Lab, node: usize, series: &str) -> Option<f64> {
+    let text = starling::netns::run_in(&lab.names().node_ns(node), || -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", 9091)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        Some(text)
+    })
+    .ok()??;
+    let wanted = format!("{series} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&wanted))
+        .and_then(|value| value.trim().parse().ok())
+}
 
 #[test]
 fn mesh_bfd_withdraws_a_cut_nodes_routes() {
@@ -56,6 +77,11 @@ fn mesh_bfd_withdraws_a_cut_nodes_routes() {
         logs(&lab.options, 3)
     );
 
+    // RFC 5880 values: 3 Up, 1 Down.
+    let session = format!("Mesh_{}", node3.to_string().replace('.', "_"));
+    let state_series = format!("starling_bfd_session_state{{peer=\"{session}\"}}");
+    assert_eq!(metric(&lab, 1, &state_series), Some(3.0));
+
     failover::cut_node(&names, 3).unwrap();
     let gone = failover::time_until_gone(
         &names,
@@ -78,6 +104,13 @@ fn mesh_bfd_withdraws_a_cut_nodes_routes() {
             .iter()
             .any(|(peer, bfd)| *peer == node3 && bfd.as_deref() == Some("Down")),
         "node1's BFD for node3: {seen_by_node1:?}"
+    );
+    assert_eq!(metric(&lab, 1, &state_series), Some(1.0));
+    let downs = format!("starling_bfd_transitions_total{{peer=\"{session}\",state=\"Down\"}}");
+    assert!(
+        metric(&lab, 1, &downs).is_some_and(|count| count >= 1.0),
+        "{downs}: {:?}",
+        metric(&lab, 1, &downs)
     );
 
     failover::restore_node(&names, 3).unwrap();
