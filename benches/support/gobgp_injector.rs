@@ -137,6 +137,12 @@ impl GoBgpInjector {
             .unwrap_or(0)
     }
 
+    /// Withdraws every preloaded route (`global rib del all`: gobgpd sends the withdrawals).
+    #[allow(dead_code)] // bgp_convergence does not withdraw
+    pub fn withdraw_all(&self) {
+        self.gobgp.cli("global rib del all -a ipv4");
+    }
+
     /// Whether gobgpd's session to the receiver is Established.
     pub fn established(&self) -> bool {
         self.gobgp.established(self.receiver)
