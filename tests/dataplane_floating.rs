@@ -7,6 +7,7 @@ mod requirements;
 
 use std::net::IpAddr;
 
+use requirements::{require_program, require_root};
 use starling::dataplane::floating::{self, Installed};
 use starling::netns;
 use starling_calc::floating::floating_ips;
@@ -23,7 +24,7 @@ fn wanted(pairs: &[(&str, &str)]) -> FloatingIps {
 #[test]
 fn floating_ip_tables_round_trip_and_idle_resyncs_write_nothing() {
     let test = "floating_ip_tables_round_trip_and_idle_resyncs_write_nothing";
-    if !requirements::require_root(test) || !requirements::require_program(test, "nft") {
+    if !require_root(test) || !require_program(test, "nft") {
         return;
     }
     let guard = netns::create(&netns::unique_name("stl-fip")).unwrap();

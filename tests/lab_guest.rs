@@ -100,13 +100,11 @@ fn lab_suite_on_guest_kernel() {
         return;
     }
     let this = std::env::current_exe().expect("the test binary's path");
-    let exe = match sibling_test_binary(&this, "lab_e2e") {
-        Ok(path) => path.display().to_string(),
-        Err(missing) => {
-            require("lab_suite_on_guest_kernel", || Err(missing));
-            return;
-        }
-    };
+    let lab_e2e = sibling_test_binary(&this, "lab_e2e");
+    if !require("lab_suite_on_guest_kernel", || lab_e2e.clone().map(drop)) {
+        return;
+    }
+    let exe = lab_e2e.expect("checked just above").display().to_string();
     let threads = std::env::var("STARLING_GUEST_THREADS").unwrap_or_else(|_| "2".to_string());
     let filter = std::env::var("STARLING_GUEST_FILTER").unwrap_or_default();
     let timeout = GUEST_TIMEOUT_SECONDS.to_string();
