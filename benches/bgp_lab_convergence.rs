@@ -32,6 +32,8 @@ mod bgp_peers;
 mod codec_peer;
 #[path = "support/gobgp_injector.rs"]
 mod gobgp_injector;
+#[path = "../tests/support/metrics_scrape.rs"]
+mod metrics_scrape;
 #[path = "../tests/support/requirements.rs"]
 mod requirements;
 #[path = "support/route_monitor.rs"]
@@ -202,25 +204,11 @@ fn starling_run(routes: &[IpNet], idle: Duration, codec: bool) -> Measurement {
 /// The daemon's `starling_dataplane_writes_total{object="route"}` from its metrics endpoint
 /// (127.0.0.1:9091 in the node namespace, as the lab enables it); None when it does not answer.
 fn daemon_route_writes(namespace: &str) -> Option<u64> {
-    use std::io::{Read, Write};
-    let text = starling::netns::run_in(namespace, || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", 9091)).ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        Some(text)
-    })
-    .ok()??;
+    let text = metrics_scrape::metrics_text(namespace, 9091)?;
     // Absent until the first route write.
-    let value = text
-        .lines()
-        .find(|line| {
-            line.starts_with("starling_dataplane_writes_total") && line.contains("\"route\"")
-        })
-        .and_then(|line| line.split_whitespace().last()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let value =
+        metrics_scrape::series_value(&text, "starling_dataplane_writes_total{object=\"route\"}")
+            .unwrap_or(0.0);
     Some(value as u64)
 }
 

@@ -26,6 +26,8 @@ mod floating_ip;
 mod ipam_check;
 #[path = "lab_e2e/ipip.rs"]
 mod ipip;
+#[path = "support/metrics_scrape.rs"]
+mod metrics_scrape;
 #[path = "lab_e2e/mtu.rs"]
 mod mtu;
 #[path = "lab_e2e/no_flap.rs"]

@@ -12,12 +12,13 @@ mod bgp_daemons;
 mod bgp_peers;
 #[path = "support/kube_api.rs"]
 mod kube_api;
+#[path = "support/metrics_scrape.rs"]
+mod metrics_scrape;
 #[path = "support/requirements.rs"]
 mod requirements;
 use requirements::{require_programs, require_root};
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
@@ -160,20 +161,9 @@ fn bird_routes_from(bird: &Bird, protocol: &str) -> BTreeSet<String> {
 
 /// `starling_service_routes_advertised{source}` from a node's Prometheus endpoint.
 fn service_route_metric(namespace: &str, source: &str) -> Option<i64> {
-    let text = starling::netns::run_in(namespace, || -> Option<String> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT)).ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        Some(text)
-    })
-    .ok()??;
-    let wanted = format!("starling_service_routes_advertised{{source=\"{source}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&wanted))
-        .and_then(|value| value.trim().parse().ok())
+    let text = metrics_scrape::metrics_text(namespace, METRICS_PORT)?;
+    let series = format!("starling_service_routes_advertised{{source=\"{source}\"}}");
+    metrics_scrape::series_value(&text, &series).map(|value| value as i64)
 }
 
 /// Fields drop in order: daemons and BIRD before their namespaces.

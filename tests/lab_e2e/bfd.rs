@@ -5,7 +5,6 @@
 //! return; node1's metrics tell the same. How fast is the `bfd_failover` benchmark's number,
 //! not asserted here.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -17,20 +16,8 @@ use super::{logs, poll, Lab};
 /// The value of the metric line starting with `series` (name and labels) on node `node`'s
 /// metrics endpoint (the lab daemons serve it on port 9091).
 fn metric(lab: &Lab, node: usize, series: &str) -> Option<f64> {
-    let text = starling::netns::run_in(&lab.names().node_ns(node), || -> Option<String> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", 9091)).ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        Some(text)
-    })
-    .ok()??;
-    let wanted = format!("{series} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&wanted))
-        .and_then(|value| value.trim().parse().ok())
+    let text = super::metrics_scrape::metrics_text(&lab.names().node_ns(node), 9091)?;
+    super::metrics_scrape::series_value(&text, series)
 }
 
 #[test]
