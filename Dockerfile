@@ -13,8 +13,9 @@ COPY deploy ./deploy
 RUN cargo build --release --locked --bin starling
 
 FROM debian:bookworm-slim
-# nftables: natOutgoing rules are applied as one atomic `nft -f` transaction.
-RUN apt-get update && apt-get install -y --no-install-recommends nftables ca-certificates \
+# nftables: natOutgoing rules are applied as one atomic `nft -f` transaction; libnftables1
+# (nft's library, loaded by the daemon) runs policy transactions in-process.
+RUN apt-get update && apt-get install -y --no-install-recommends nftables libnftables1 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/starling /usr/local/bin/starling
 ENTRYPOINT ["/usr/local/bin/starling"]

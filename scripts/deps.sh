@@ -16,8 +16,8 @@ set -euo pipefail
 # Recommends of protobuf-compiler).
 BUILD=(ca-certificates gcc libc6-dev protobuf-compiler libprotobuf-dev)
 # The lab (`starling lab up`): etcd, ip/bridge, ping for the matrix, sysctl in the node
-# namespaces, nft for natOutgoing.
-LAB=(etcd-server iproute2 iputils-ping procps nftables)
+# namespaces, nft for natOutgoing, libnftables for policy transactions (the daemon loads it).
+LAB=(etcd-server iproute2 iputils-ping procps nftables libnftables1)
 # cargo test: the lab's programs, the BGP peers (bird/birdc, gobgpd/gobgp, FRR's bgpd/vtysh),
 # etcdctl, iptables-save, the CNI reference plugins, prometheus/promtool, a Python venv for the
 # PyPI validators; the QEMU guest of scripts/vm-test.sh; the image of scripts/image.sh.

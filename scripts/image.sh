@@ -60,11 +60,11 @@ build() {
     umoci new --image "$IMAGE"
     umoci unpack --image "$IMAGE" "$work/bundle" >/dev/null
     rmdir "$work/bundle/rootfs"
-    echo "== mmdebstrap $suite (minbase + nftables ca-certificates)"
+    echo "== mmdebstrap $suite (minbase + nftables libnftables1 ca-certificates)"
     # What debian's slim images leave out (documentation, manuals, locales), no apt lists, and
     # merged /usr without the usrmerge package (which would pull in perl). resolv.conf and hostname
     # are the build machine's; the container runtime provides its own.
-    mmdebstrap --quiet --variant=minbase --include=nftables,ca-certificates \
+    mmdebstrap --quiet --variant=minbase --include=nftables,libnftables1,ca-certificates \
         --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
         --aptopt='Apt::Install-Recommends "false"' \
         --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -75,7 +75,7 @@ build() {
         --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/etc/resolv.conf "$1"/etc/hostname' \
         "$suite" "$work/bundle/rootfs" "$sources" >"$IMAGE_DIR/mmdebstrap.log" 2>&1 ||
         { tail -n 40 "$IMAGE_DIR/mmdebstrap.log" >&2; die "mmdebstrap failed (log: $IMAGE_DIR/mmdebstrap.log)"; }
-    umoci repack --image "$IMAGE" --history.created_by "mmdebstrap --variant=minbase $suite nftables ca-certificates" "$work/bundle"
+    umoci repack --image "$IMAGE" --history.created_by "mmdebstrap --variant=minbase $suite nftables libnftables1 ca-certificates" "$work/bundle"
 
     # Debug information is not needed to run it (the release profile strips it the same way).
     install -m 0755 "$binary" "$work/starling"

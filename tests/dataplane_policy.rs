@@ -14,7 +14,7 @@ use dataplane_policy_support::*;
 
 use std::collections::BTreeSet;
 
-use starling::dataplane::policy::{ApplyKind, PolicyDataplane};
+use starling::dataplane::policy::{ApplyKind, Nft, NftLibrary, PolicyDataplane};
 use starling::netns;
 use starling_policy::program::*;
 use starling_policy::render::{synthetic, RenderConfig};
@@ -249,4 +249,62 @@ fn overlapping_cidrs_commit_and_large_programs_load_and_resync_to_nothing() {
         .unwrap()
         .unwrap();
     assert_eq!(report.script_bytes, 0, "{report:?}");
+}
+
+/// The in-process path (libnftables) commits in the calling thread's namespace, and a refused
+/// transaction names its line and changes nothing.
+#[test]
+fn libnftables_commits_in_the_callers_namespace_and_names_a_refused_line() {
+    let test = "libnftables_commits_in_the_callers_namespace_and_names_a_refused_line";
+    if !require_root(test) || !require_programs(test, PROGRAMS) {
+        return;
+    }
+    let mut library = NftLibrary::load().expect("libnftables.so.1 (package libnftables1)");
+    let namespace = netns::create(&netns::unique_name("st-libnft")).unwrap();
+    let table = format!("starling_libnft_{}", std::process::id());
+    let good = format!("add table ip {table}\nadd set ip {table} s {{ type ipv4_addr; }}\n");
+    netns::run_in(namespace.name(), || library.run(&good))
+        .unwrap()
+        .unwrap();
+    let list = |namespace: Option<&str>| {
+        let mut command = match namespace {
+            Some(name) => {
+                let mut command = std::process::Command::new("ip");
+                command.args(["netns", "exec", name, "nft"]);
+                command
+            }
+            None => std::process::Command::new("nft"),
+        };
+        let output = command
+            .args(["list", "table", "ip", &table])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (present, listed) = list(Some(namespace.name()));
+    assert!(present && listed.contains("set s"), "{listed}");
+    assert!(
+        !list(None).0,
+        "table {table} appeared in the root namespace"
+    );
+
+    let bad = format!(
+        "add element ip {table} s {{ 10.0.0.1 }}\nadd element ip {table} missing {{ 10.0.0.2 }}\n"
+    );
+    let error = netns::run_in(namespace.name(), || library.run(&bad))
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&format!("line 2: add element ip {table} missing")),
+        "{error}"
+    );
+    let (_, listed) = list(Some(namespace.name()));
+    assert!(
+        !listed.contains("10.0.0.1"),
+        "half a refused transaction applied: {listed}"
+    );
 }

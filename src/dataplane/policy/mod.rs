@@ -1,13 +1,13 @@
 //! Network policy in nftables: the compiled [`Program`] rendered by `starling_policy::render`
 //! into the tables `ip starling` / `ip6 starling` (layout in that module), applied here.
 //!
-//! Contract: [`PolicyDataplane::apply`] commits the changed keys as one atomic `nft -f -`
-//! transaction (all of it or nothing); [`PolicyDataplane::resync`] reads both tables back
+//! Contract: [`PolicyDataplane::apply`] commits the changed keys as one atomic nft transaction
+//! (all of it or nothing; run in-process by [`libnft`], as `nft -f` would); [`PolicyDataplane::resync`] reads both tables back
 //! (`nft -j list table`) and writes only what differs, nothing when they are right. After any
 //! failure, and before the first commit, `apply` resyncs instead: the renderer's memory is
 //! trusted only when it matches what nft accepted. No other table is ever named. The calls
-//! block on `nft` (run them on a blocking thread from async code); `nft` runs in the calling
-//! thread's network namespace. Not wired into the daemon here.
+//! block on nft (run them on a blocking thread from async code), which works in the calling
+//! thread's network namespace.
 //!
 //! Every policy and profile rule and every endpoint chain's own drops count on named nft
 //! counters (`starling_policy::render::counters`); [`PolicyDataplane::refresh_counters`] reads
@@ -17,6 +17,7 @@
 
 pub mod counters;
 pub mod lean;
+pub mod libnft;
 pub mod metrics;
 pub mod netlink;
 pub mod nft;
@@ -30,6 +31,7 @@ use starling_policy::render::{
 };
 
 pub use counters::{CounterReport, Series};
+pub use libnft::NftLibrary;
 pub use metrics::PolicyNftMetrics;
 pub use nft::{Nft, NftCommand, NftError};
 
@@ -97,12 +99,20 @@ pub struct PolicyDataplane {
 }
 
 impl PolicyDataplane {
-    /// With the real `nft` from `PATH`.
+    /// With the real nftables: transactions through libnftables in-process ([`NftLibrary`]),
+    /// or the `nft` binary from `PATH` when the library cannot be loaded (said once, in the log).
     pub fn new(
         config: RenderConfig,
         metrics: Option<PolicyNftMetrics>,
     ) -> Result<PolicyDataplane, PolicyError> {
-        PolicyDataplane::with_nft(config, Box::new(NftCommand::default()), metrics)
+        let nft: Box<dyn Nft> = match NftLibrary::load() {
+            Ok(library) => Box::new(library),
+            Err(reason) => {
+                tracing::warn!(%reason, "policy transactions run the nft binary instead of libnftables");
+                Box::new(NftCommand::default())
+            }
+        };
+        PolicyDataplane::with_nft(config, nft, metrics)
     }
 
     pub fn with_nft(
@@ -153,8 +163,11 @@ impl PolicyDataplane {
             }
         };
         let mut transaction = self.renderer.resync(&installed);
+        drop(installed);
         transaction.warnings = warnings;
-        self.commit(transaction, ApplyKind::Resync, started)
+        let result = self.commit(transaction, ApplyKind::Resync, started);
+        release_freed_heap();
+        result
     }
 
     /// Both installed tables, parsed (an absent table is an empty view).
@@ -257,14 +270,15 @@ impl PolicyDataplane {
         }
         if let Some(metrics) = &self.metrics {
             let label = [kind.label()];
-            if bytes > 0 {
-                metrics.transactions_total.with_label_values(&label).inc();
-                metrics.transaction_seconds.observe(duration.as_secs_f64());
-            }
+            // Objects first: a scrape that sees the transaction sees what it wrote.
             metrics
                 .objects_touched_total
                 .with_label_values(&label)
                 .inc_by(objects as u64);
+            if bytes > 0 {
+                metrics.transactions_total.with_label_values(&label).inc();
+                metrics.transaction_seconds.observe(duration.as_secs_f64());
+            }
             for family in [Family::V4, Family::V6] {
                 let counts = self.renderer.counts(family);
                 let family = [nft_family(family)];
@@ -291,6 +305,17 @@ impl PolicyDataplane {
             duration,
             warnings: transaction.warnings,
         })
+    }
+}
+
+/// Hands the heap's free pages back to the kernel. A resync parses both tables' JSON listings
+/// (at 1000 endpoints x 2000 policies, hundreds of MiB of short-lived values) and glibc would
+/// otherwise keep that peak resident for good.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
