@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod mtu;
 pub mod nat;
 pub mod netlink;
+mod netlink_batch;
 mod netlink_messages;
 pub mod ownership;
 pub mod policy;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::StreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
@@ -30,19 +30,19 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::Handle;
 
 use super::kernel::{Address, Change, FdbEntry, Kernel, KernelError, Link, Neighbour};
+use super::netlink_batch::BatchSocket;
 use super::netlink_messages::{
     describe, family_of, fdb_message, ip_from_bytes, is_device_change, link_layer_address, name_of,
-    neighbour_message, netlink_error, parse_link, parse_route, route_address,
+    neighbour_message, netlink_error, parse_link, parse_route, route_address, Described,
 };
 use starling_calc::spec::{DeviceKind, RouteScope, RouteSpec, RouteType};
 
 const DUMP_ATTEMPTS: usize = 8;
-/// Route/neighbour requests kept in flight at once.
-const PIPELINE_DEPTH: usize = 128;
 
 /// The rtnetlink kernel. Create it inside the runtime (and thread) of the target namespace.
 pub struct NetlinkKernel {
     handle: Handle,
+    batch: BatchSocket,
     indexes: BTreeMap<String, u32>,
     names: BTreeMap<u32, String>,
 }
@@ -59,6 +59,7 @@ impl NetlinkKernel {
         tokio::spawn(connection);
         Ok(NetlinkKernel {
             handle,
+            batch: BatchSocket::open()?,
             indexes: BTreeMap::new(),
             names: BTreeMap::new(),
         })
@@ -140,7 +141,7 @@ impl NetlinkKernel {
         name_of(&self.names, index)
     }
 
-    fn index_of(&self, operation: &str, name: &str) -> Result<u32, KernelError> {
+    fn index_of(&self, operation: &dyn std::fmt::Display, name: &str) -> Result<u32, KernelError> {
         self.indexes
             .get(name)
             .copied()
@@ -152,7 +153,8 @@ impl NetlinkKernel {
 
     /// Builds the request for a route/neighbour/FDB change (device changes are built inline).
     fn object_request(&self, change: &Change) -> Result<(RouteNetlinkMessage, u16), KernelError> {
-        let operation = describe(change);
+        // Formatted only for an error: one per route would cost more than building the message.
+        let operation = Described(change);
         Ok(match change {
             Change::ReplaceRoute(spec) => (
                 RouteNetlinkMessage::NewRoute(self.route_message(&operation, spec)?),
@@ -218,7 +220,7 @@ impl NetlinkKernel {
             ),
             _ => {
                 return Err(KernelError::Io {
-                    operation,
+                    operation: operation.to_string(),
                     message: "not an object change".to_string(),
                 })
             }
@@ -227,7 +229,7 @@ impl NetlinkKernel {
 
     fn route_message(
         &self,
-        operation: &str,
+        operation: &dyn std::fmt::Display,
         spec: &RouteSpec,
     ) -> Result<RouteMessage, KernelError> {
         let mut message = RouteMessage::default();
@@ -574,21 +576,14 @@ impl Kernel for NetlinkKernel {
                 .iter()
                 .position(is_device_change)
                 .map_or(changes.len(), |offset| index + offset);
-            let requests: Vec<_> = changes[index..end]
+            let run = &changes[index..end];
+            let requests: Vec<_> = run
                 .iter()
-                .map(|change| (self.object_request(change), describe(change)))
+                .map(|change| self.object_request(change))
                 .collect();
-            let handle = self.handle.clone();
-            let outcomes: Vec<Result<(), KernelError>> = stream::iter(requests)
-                .map(|(request, operation)| {
-                    let handle = handle.clone();
-                    async move {
-                        let (message, flags) = request?;
-                        send_request(handle, message, flags, operation).await
-                    }
-                })
-                .buffered(PIPELINE_DEPTH)
-                .collect()
+            let outcomes = self
+                .batch
+                .send_all(requests, |position| describe(&run[position]))
                 .await;
             results.extend(outcomes);
             index = end;

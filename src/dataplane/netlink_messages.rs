@@ -114,6 +114,15 @@ pub(super) fn describe(change: &Change) -> String {
     format!("{change:?}")
 }
 
+/// A change named as [`describe`] names it, formatted only when displayed (in an error).
+pub(super) struct Described<'a>(pub &'a Change);
+
+impl std::fmt::Display for Described<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:?}", self.0)
+    }
+}
+
 pub(super) fn netlink_error(operation: &str, raw_code: i32) -> KernelError {
     let errno = raw_code.saturating_abs();
     KernelError::Netlink {
