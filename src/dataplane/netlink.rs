@@ -2,9 +2,9 @@
 //!
 //! Contract: dumps go through `Handle::request` so that `NLM_F_DUMP_INTR` (a dump interrupted
 //! by a concurrent change) is seen and the dump retried; every write asks for an ACK and its
-//! errno is reported per item. Route, neighbour and FDB writes are pipelined (many requests in
-//! flight on one socket); device and address writes run one at a time because later ones
-//! depend on the interface index of earlier ones.
+//! errno is reported per item. Route, neighbour and FDB writes go in batches on a socket of
+//! their own ([`super::netlink_batch`]); device and address writes run one at a time because
+//! later ones depend on the interface index of earlier ones.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
