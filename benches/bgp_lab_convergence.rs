@@ -14,7 +14,8 @@
 //! (`support/route_monitor.rs`):
 //! - time from the session Established (gobgpd's view, polled every 20 ms) until every prefix
 //!   is in the receiver's kernel;
-//! - VmRSS growth: right after the receiver is told to peer, before any route, against after;
+//! - VmRSS growth: right after the receiver is told to peer, before any route, against the
+//!   moment all are in the kernel, and against the end of the idle period (the table held);
 //! - route writes until then (one per route is the minimum) and during IDLE seconds after;
 //! - withdraw: the injector withdraws everything (`gobgp global rib del all`), time until the
 //!   kernel has none of them left.
@@ -91,13 +92,15 @@ fn main() {
     }
     let ratio = |starling: f64, bird: f64| starling / bird.max(f64::MIN_POSITIVE);
     println!(
-        "ratios Starling/BIRD: Established to all in kernel {:.2}, RSS growth {:.2}, \
+        "ratios Starling/BIRD: Established to all in kernel {:.2}, RSS growth {:.2} \
+         (after idle {:.2}), \
          route writes {:.2}, idle writes {} vs {}, withdraw {:.2}",
         ratio(
             starling.converged.as_secs_f64(),
             bird.converged.as_secs_f64()
         ),
         ratio(starling.rss_growth_kib(), bird.rss_growth_kib()),
+        ratio(starling.rss_idle_growth_kib(), bird.rss_idle_growth_kib()),
         ratio(starling.writes.total() as f64, bird.writes.total() as f64),
         starling.idle.total(),
         bird.idle.total(),
@@ -258,6 +261,7 @@ struct Measurement {
     converged: Duration,
     rss_before_kib: u64,
     rss_after_kib: u64,
+    rss_idle_kib: u64,
     writes: Writes,
     idle: Writes,
     idle_seconds: u64,
@@ -271,16 +275,22 @@ impl Measurement {
         self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64
     }
 
+    fn rss_idle_growth_kib(&self) -> f64 {
+        self.rss_idle_kib.saturating_sub(self.rss_before_kib) as f64
+    }
+
     fn describe(&self, count: usize) -> String {
         let mib = |kib: u64| kib as f64 / 1024.0;
         format!(
-            "Established to all {count} in kernel {:.2} s; RSS {:.1} -> {:.1} MiB (+{:.1}); \
+            "Established to all {count} in kernel {:.2} s; RSS {:.1} -> {:.1} MiB (+{:.1}), \
+             +{:.1} after the idle period; \
              route writes {} ({} add, {} del; {:.3} per route); {} in {} s idle; \
              withdraw to none in kernel {:.2} s ({} deletes){}",
             self.converged.as_secs_f64(),
             mib(self.rss_before_kib),
             mib(self.rss_after_kib),
             mib(self.rss_after_kib.saturating_sub(self.rss_before_kib)),
+            mib(self.rss_idle_kib.saturating_sub(self.rss_before_kib)),
             self.writes.total(),
             self.writes.added,
             self.writes.deleted,
@@ -323,6 +333,7 @@ fn measure(
     let rss_after_kib = rss_kib(pid);
     std::thread::sleep(idle);
     let idle_writes = monitor.writes().since(writes);
+    let rss_idle_kib = rss_kib(pid);
 
     let before_withdraw = monitor.writes();
     let withdraw_started = Instant::now();
@@ -337,6 +348,7 @@ fn measure(
         converged: done.saturating_duration_since(established),
         rss_before_kib,
         rss_after_kib,
+        rss_idle_kib,
         writes,
         idle: idle_writes,
         idle_seconds: idle.as_secs(),

@@ -74,6 +74,11 @@ impl DeltaReceiver {
         notified.await;
     }
 
+    /// Nothing is pending.
+    pub fn is_idle(&self) -> bool {
+        self.shared.lock().is_empty()
+    }
+
     /// Everything pending, in prefix order.
     pub fn take(&self) -> DeltaBatch {
         self.shared.lock().take()

@@ -29,6 +29,11 @@ use starling_bgp::kernel::{DeltaBatch, LearnedRoute};
 use starling_calc::learned::learned_route_spec;
 use starling_calc::spec::{Desired, NatSets, RouteSpec};
 
+/// A burst of learned writes this large (a peer's full table arriving or leaving) leaves its
+/// deltas, UPDATE buffers and netlink messages freed behind it; once the burst is drained the
+/// heap is trimmed.
+const TRIM_AFTER_WRITES: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct DriverOptions {
     /// Full resync period (Felix `routeRefreshInterval`, 90 s).
@@ -155,6 +160,7 @@ pub async fn run<K: Kernel + Send>(
     options: DriverOptions,
     status: watch::Sender<DriverStatus>,
 ) {
+    let mut writes_since_trim = 0usize;
     let mut learned_table: BTreeMap<IpNet, LearnedRoute> = BTreeMap::new();
     let mut full_pass = true;
     let mut retry_at: Option<Instant> = None;
@@ -198,6 +204,11 @@ pub async fn run<K: Kernel + Send>(
                         let failed = results.iter().filter(|result| result.is_err()).count();
                         current.learned_writes += changes.len() as u64;
                         current.total_writes += changes.len() as u64;
+                        writes_since_trim += changes.len();
+                        if writes_since_trim >= TRIM_AFTER_WRITES && receiver.is_idle() {
+                            super::release_freed_heap();
+                            writes_since_trim = 0;
+                        }
                         if failed > 0 {
                             // The next full pass compares the whole table and retries.
                             tracing::warn!(failed, "learned route writes failed; retrying in a full pass");

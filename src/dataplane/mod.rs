@@ -20,3 +20,14 @@ pub mod ownership;
 pub mod policy;
 pub mod reconcile;
 pub mod sysctl;
+
+/// Hands the heap's free pages back to the kernel after a burst of short-lived allocations
+/// (a policy resync's JSON read-back, a learned table's worth of route deltas); glibc would
+/// otherwise keep the burst's peak resident for good.
+pub(crate) fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

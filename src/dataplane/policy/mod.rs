@@ -166,7 +166,8 @@ impl PolicyDataplane {
         drop(installed);
         transaction.warnings = warnings;
         let result = self.commit(transaction, ApplyKind::Resync, started);
-        release_freed_heap();
+        // Its JSON read-back is hundreds of MiB of short-lived values at 1000 x 2000.
+        super::release_freed_heap();
         result
     }
 
@@ -305,17 +306,6 @@ impl PolicyDataplane {
             duration,
             warnings: transaction.warnings,
         })
-    }
-}
-
-/// Hands the heap's free pages back to the kernel. A resync parses both tables' JSON listings
-/// (at 1000 endpoints x 2000 policies, hundreds of MiB of short-lived values) and glibc would
-/// otherwise keep that peak resident for good.
-fn release_freed_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
