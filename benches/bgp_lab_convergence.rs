@@ -37,6 +37,8 @@ mod gobgp_injector;
 mod metrics_scrape;
 #[path = "../tests/support/requirements.rs"]
 mod requirements;
+#[path = "support/proc_status.rs"]
+mod proc_status;
 #[path = "support/route_monitor.rs"]
 mod route_monitor;
 
@@ -320,7 +322,7 @@ fn measure(
 ) -> Measurement {
     let monitor = RouteMonitor::start(namespace, protocol);
     let pid = start();
-    let rss_before_kib = rss_kib(pid);
+    let rss_before_kib = proc_status::rss_kib(pid);
     injector.connect();
     let established = injector.wait_established();
     let done = wait_until("all routes in the kernel", || {
@@ -330,10 +332,10 @@ fn measure(
             && route_monitor::kernel_count(namespace, protocol) >= count
     });
     let writes = monitor.writes();
-    let rss_after_kib = rss_kib(pid);
+    let rss_after_kib = proc_status::rss_kib(pid);
     std::thread::sleep(idle);
     let idle_writes = monitor.writes().since(writes);
-    let rss_idle_kib = rss_kib(pid);
+    let rss_idle_kib = proc_status::rss_kib(pid);
 
     let before_withdraw = monitor.writes();
     let withdraw_started = Instant::now();
@@ -368,18 +370,6 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> Instant {
         assert!(Instant::now() < deadline, "{what}: not within {LIMIT:?}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// The route source: preloaded gobgpd, or the codec speaker (connects once the receiver was

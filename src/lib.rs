@@ -21,6 +21,7 @@ pub mod http;
 pub mod ipam;
 pub mod lab;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod netns;
 pub mod policy;

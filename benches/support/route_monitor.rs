@@ -1,12 +1,14 @@
 //! Counts a namespace's kernel route writes: a netlink socket in that namespace subscribed to
 //! IPv4 route notifications (what `ip monitor route` prints), counting RTM_NEWROUTE and
 //! RTM_DELROUTE of one routing protocol in the main table whose destination is in the
-//! benchmark's range ([`RANGE`]: other routes, such as a node's own block, do not count). The kernel sends one notification
+//! benchmark's range ([`RANGE`] unless told another: other routes, such as a node's own block,
+//! do not count), and keeping the set of those routes present since it started. The kernel sends one notification
 //! per route it added, replaced or deleted, so this sees the writes of whichever daemon owns
 //! that protocol, Starling or BIRD alike. The receive buffer is forced large (SO_RCVBUFFORCE,
 //! root) so 100 000 quick writes fit; should the kernel still drop notifications, `overflowed`
 //! says so and the counts are a lower bound.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +21,7 @@ const RT_TABLE_MAIN: u8 = 254;
 const NLMSG_HEADER: usize = 16;
 const RTMSG: usize = 12;
 const RTA_DST: u16 = 1;
+const RTN_UNICAST: u8 = 1;
 /// Where the benchmark's prefixes are (20.0.0.0/7 holds 131 072 /24s).
 pub const RANGE: &str = "20.0.0.0/7";
 const RECEIVE_BUFFER: libc::c_int = 256 << 20;
@@ -27,6 +30,8 @@ const RECEIVE_BUFFER: libc::c_int = 256 << 20;
 struct Counts {
     added: AtomicU64,
     deleted: AtomicU64,
+    /// Routes in range present now, as the notifications since the start tell.
+    present: AtomicU64,
     overflowed: AtomicBool,
     stop: AtomicBool,
 }
@@ -60,12 +65,24 @@ pub struct RouteMonitor {
 impl RouteMonitor {
     /// Starts counting writes of routes with `protocol` (e.g. 12, `proto bird`) in `namespace`.
     pub fn start(namespace: &str, protocol: u8) -> RouteMonitor {
+        RouteMonitor::start_in(namespace, protocol, default_range(), None)
+    }
+
+    /// The same, for destinations in `range` (the network's first address and prefix length);
+    /// with `unicast_length`, only unicast routes (not blackholes) of that prefix length count.
+    pub fn start_in(
+        namespace: &str,
+        protocol: u8,
+        range: (Ipv4Addr, u8),
+        unicast_length: Option<u8>,
+    ) -> RouteMonitor {
         let socket = starling::netns::run_in(namespace, open_socket)
             .unwrap_or_else(|error| panic!("entering {namespace}: {error}"))
             .unwrap_or_else(|error| panic!("netlink monitor in {namespace}: {error}"));
         let counts = Arc::new(Counts::default());
         let shared = counts.clone();
-        let thread = std::thread::spawn(move || read_loop(&socket, protocol, &shared));
+        let range = Range::new(range, unicast_length);
+        let thread = std::thread::spawn(move || read_loop(&socket, protocol, range, &shared));
         RouteMonitor {
             counts,
             thread: Some(thread),
@@ -77,6 +94,11 @@ impl RouteMonitor {
             added: self.counts.added.load(Ordering::SeqCst),
             deleted: self.counts.deleted.load(Ordering::SeqCst),
         }
+    }
+
+    /// How many routes in range are in the kernel, counting only those added since the start.
+    pub fn present(&self) -> u64 {
+        self.counts.present.load(Ordering::SeqCst)
     }
 
     /// Whether the kernel dropped notifications (ENOBUFS) at some point.
@@ -146,8 +168,39 @@ fn set_option<T>(socket: &OwnedFd, option: libc::c_int, value: &T) -> std::io::R
     Ok(())
 }
 
-fn read_loop(socket: &OwnedFd, protocol: u8, counts: &Counts) {
-    let mut buffer = vec![0u8; 1 << 20];
+/// Destinations a monitor counts: those whose first `mask` bits equal `network`'s.
+#[derive(Clone, Copy)]
+struct Range {
+    network: u32,
+    mask: u32,
+    unicast_length: Option<u8>,
+}
+
+impl Range {
+    fn new((network, length): (Ipv4Addr, u8), unicast_length: Option<u8>) -> Range {
+        let mask = u32::MAX.checked_shl(32 - u32::from(length)).unwrap_or(0);
+        Range {
+            network: u32::from(network) & mask,
+            mask,
+            unicast_length,
+        }
+    }
+
+    fn holds(self, address: Ipv4Addr, length: u8, kind: u8) -> bool {
+        u32::from(address) & self.mask == self.network
+            && self
+                .unicast_length
+                .is_none_or(|wanted| wanted == length && kind == RTN_UNICAST)
+    }
+}
+
+fn default_range() -> (Ipv4Addr, u8) {
+    (Ipv4Addr::new(20, 0, 0, 0), 7)
+}
+
+fn read_loop(socket: &OwnedFd, protocol: u8, range: Range, counts: &Counts) {
+    let mut present = HashSet::new();
+    let mut buffer = vec![0u8; 1 << 16];
     while !counts.stop.load(Ordering::SeqCst) {
         // SAFETY: reads into a buffer of the length given.
         let read = unsafe {
@@ -166,30 +219,46 @@ fn read_loop(socket: &OwnedFd, protocol: u8, counts: &Counts) {
             }
             continue;
         }
-        count_messages(&buffer[..read as usize], protocol, counts);
+        count_messages(&buffer[..read as usize], protocol, range, counts, &mut present);
+        counts.present.store(present.len() as u64, Ordering::SeqCst);
     }
 }
 
 /// Walks the netlink messages of one datagram: header (length, type, ...), then the rtmsg
 /// (family, dst_len, src_len, tos, table, protocol, ...).
-fn count_messages(mut data: &[u8], protocol: u8, counts: &Counts) {
+fn count_messages(
+    mut data: &[u8],
+    protocol: u8,
+    range: Range,
+    counts: &Counts,
+    present: &mut HashSet<(Ipv4Addr, u8)>,
+) {
     while data.len() >= NLMSG_HEADER + RTMSG {
         let length = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
         let kind = u16::from_ne_bytes([data[4], data[5]]);
         if length < NLMSG_HEADER + RTMSG || length > data.len() {
             return;
         }
+        let prefix_length = data[NLMSG_HEADER + 1];
         let table = data[NLMSG_HEADER + 4];
         let message_protocol = data[NLMSG_HEADER + 5];
-        if table == RT_TABLE_MAIN
-            && message_protocol == protocol
-            && destination(&data[NLMSG_HEADER + RTMSG..length]).is_some_and(in_range)
+        let route_type = data[NLMSG_HEADER + 7];
+        let counted = destination(&data[NLMSG_HEADER + RTMSG..length])
+            .filter(|address| range.holds(*address, prefix_length, route_type));
+        if let (RT_TABLE_MAIN, true, Some(address)) =
+            (table, message_protocol == protocol, counted)
         {
             match kind {
-                RTM_NEWROUTE => counts.added.fetch_add(1, Ordering::SeqCst),
-                RTM_DELROUTE => counts.deleted.fetch_add(1, Ordering::SeqCst),
-                _ => 0,
-            };
+                RTM_NEWROUTE => {
+                    counts.added.fetch_add(1, Ordering::SeqCst);
+                    present.insert((address, prefix_length));
+                }
+                RTM_DELROUTE => {
+                    counts.deleted.fetch_add(1, Ordering::SeqCst);
+                    present.remove(&(address, prefix_length));
+                }
+                _ => {}
+            }
         }
         data = &data[(length.div_ceil(4) * 4).min(data.len())..];
     }
@@ -214,10 +283,6 @@ fn destination(mut attributes: &[u8]) -> Option<Ipv4Addr> {
         attributes = &attributes[(length.div_ceil(4) * 4).min(attributes.len())..];
     }
     None
-}
-
-fn in_range(address: Ipv4Addr) -> bool {
-    address.octets()[0] & 0xfe == 20
 }
 
 /// Routes of `protocol` under [`RANGE`] in the namespace's main table.

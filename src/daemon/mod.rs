@@ -422,7 +422,7 @@ impl Main {
             self.config.control_socket.clone(),
             control_state,
         )));
-        tasks.push(tokio::spawn(clear_network_unavailable(
+        tasks.push(tokio::spawn(once_ready(
             self.health.clone(),
             self.store.clone(),
             node_name.clone(),
@@ -567,7 +567,9 @@ async fn bgp_health(
     }
 }
 
-async fn clear_network_unavailable(health: HealthRegistry, store: AnyDatastore, node_name: String) {
+/// Once every reporter is ready: gives back start-up memory and clears the Node's
+/// NetworkUnavailable condition.
+async fn once_ready(health: HealthRegistry, store: AnyDatastore, node_name: String) {
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {
         poll.tick().await;
@@ -575,6 +577,11 @@ async fn clear_network_unavailable(health: HealthRegistry, store: AnyDatastore, 
             break;
         }
     }
+    let released = crate::memory::release_startup_memory();
+    tracing::info!(
+        released_kib = released,
+        "ready: released the executable's start-up pages"
+    );
     match startup::set_network_unavailable(&store, &node_name, false).await {
         Ok(()) => tracing::info!("node is ready: NetworkUnavailable cleared"),
         Err(error) => tracing::warn!(%error, "could not clear NetworkUnavailable"),

@@ -12,6 +12,7 @@ pub mod explain;
 pub mod failover;
 pub mod labels;
 pub mod manifests;
+pub mod neighbours;
 pub mod ping;
 pub mod pods;
 pub mod probe;
@@ -148,6 +149,10 @@ pub struct LabState {
     /// Kubernetes namespaces and their labels (`lab namespace add`, `lab apply`).
     #[serde(default)]
     pub namespaces: std::collections::BTreeMap<String, labels::Labels>,
+    /// The host's ARP table limits before `up` raised them for a big lab (`neighbours`);
+    /// `down` restores them.
+    #[serde(default)]
+    pub arp_limits_before: Option<[u64; 3]>,
 }
 
 fn one() -> usize {
@@ -267,7 +272,19 @@ pub fn up(options: &LabOptions, args: &UpArgs) -> Result<LabState> {
         daemon_pids: Vec::new(),
         pods: Vec::new(),
         namespaces: Default::default(),
+        arp_limits_before: None,
     };
+    state.arp_limits_before = neighbours::raise_for(args.nodes)
+        .context("raising the host's ARP table limits for the lab's nodes")?;
+    if let Some(before) = state.arp_limits_before {
+        progress(&format!(
+            "raised the host's ARP table limits (net.ipv4.neigh.default.gc_thresh1..3, shared by \
+             every namespace) from {before:?} to {:?} for {} nodes; `lab down` restores them",
+            neighbours::read().unwrap_or_default(),
+            args.nodes
+        ));
+    }
+    state.save(&state_dir)?;
     if args.etcd_endpoints.is_none() {
         progress("starting a private etcd");
         state.etcd_pid = Some(etcd::start(&names, &state_dir)?);
@@ -481,6 +498,11 @@ pub fn down(options: &LabOptions) -> Result<()> {
         }
         if let Some(pid) = state.etcd_pid {
             daemons::stop(pid, Duration::from_secs(5));
+        }
+        if let Some(before) = state.arp_limits_before {
+            if let Err(error) = neighbours::write(before) {
+                eprintln!("lab: could not restore the host's ARP table limits: {error:#}");
+            }
         }
     }
     // Anything still running inside the lab's namespaces (e.g. after a crash of `up`).
