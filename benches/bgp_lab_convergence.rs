@@ -35,10 +35,11 @@ mod codec_peer;
 mod gobgp_injector;
 #[path = "../tests/support/metrics_scrape.rs"]
 mod metrics_scrape;
-#[path = "../tests/support/requirements.rs"]
-mod requirements;
 #[path = "support/proc_status.rs"]
 mod proc_status;
+#[path = "../tests/support/requirements.rs"]
+mod requirements;
+#[allow(dead_code)] // the mesh benchmark's presence count
 #[path = "support/route_monitor.rs"]
 mod route_monitor;
 

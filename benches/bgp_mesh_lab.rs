@@ -23,6 +23,8 @@
 //! nodes needs the host's shared ARP table raised; `lab up` does that and `lab down` restores
 //! it (src/lab/neighbours.rs).
 
+#[path = "../tests/support/metrics_scrape.rs"]
+mod metrics_scrape;
 #[path = "support/proc_status.rs"]
 mod proc_status;
 #[path = "../tests/support/requirements.rs"]
@@ -141,7 +143,7 @@ fn starling_run(
     flush(namespaces, STARLING_PROTOCOL);
     let names = options.names().expect("lab names");
     let state_dir = options.state_dir();
-    measure(namespaces, STARLING_PROTOCOL, idle, || {
+    let measured = measure(namespaces, STARLING_PROTOCOL, idle, || {
         let pids: Vec<u32> = (1..=namespaces.len())
             .map(|index| {
                 daemons::start(&names, &state_dir, &state.binary, state, index)
@@ -151,7 +153,18 @@ fn starling_run(
         state.daemon_pids = pids.clone();
         state.save(&state_dir).expect("saving the lab state");
         pids
-    })
+    });
+    // How often the first and the last node recomputed their desired state over the run.
+    for namespace in [&namespaces[0], &namespaces[namespaces.len() - 1]] {
+        let count = metrics_scrape::metrics_text(namespace, 9091).and_then(|text| {
+            metrics_scrape::series_value(&text, "starling_desired_compute_seconds_count")
+        });
+        match count {
+            Some(count) => println!("  {namespace}: {count} desired-state computations"),
+            None => println!("  {namespace}: the metrics endpoint did not answer"),
+        }
+    }
+    measured
 }
 
 /// BIRD in every node namespace, configured as calico-node's confd renders a full mesh.
@@ -391,7 +404,11 @@ fn flush(namespaces: &[String], protocol: u8) {
             .status()
             .expect("running ip route flush");
         assert!(status.success(), "{namespace}: ip route flush failed");
-        assert_eq!(kernel_count(namespace, protocol), 0, "{namespace}: not flushed");
+        assert_eq!(
+            kernel_count(namespace, protocol),
+            0,
+            "{namespace}: not flushed"
+        );
     }
 }
 

@@ -56,18 +56,17 @@ fn clean_mappings_of(smaps: &str, file: &Path) -> Vec<Mapping> {
             if let Some((mapping, true)) = current.take() {
                 found.push(mapping);
             }
-            let (range, permissions, path) = header;
-            let wanted = path == file && !permissions.contains('w') && permissions.ends_with('p');
-            current = range.map(|(start, end)| {
-                (
-                    Mapping {
-                        start,
-                        length: end - start,
-                        resident_kib: 0,
-                    },
-                    wanted,
-                )
-            });
+            let wanted = header.path == file
+                && !header.permissions.contains('w')
+                && header.permissions.ends_with('p');
+            current = Some((
+                Mapping {
+                    start: header.start,
+                    length: header.end - header.start,
+                    resident_kib: 0,
+                },
+                wanted,
+            ));
             continue;
         }
         let Some((mapping, wanted)) = current.as_mut() else {
@@ -86,17 +85,29 @@ fn clean_mappings_of(smaps: &str, file: &Path) -> Vec<Mapping> {
     found
 }
 
-/// A mapping's first line: `start-end perms offset dev inode path`.
-fn mapping_header(line: &str) -> Option<(Option<(usize, usize)>, &str, &str)> {
+/// A mapping's first line in smaps.
+struct Header<'a> {
+    start: usize,
+    end: usize,
+    permissions: &'a str,
+    path: &'a str,
+}
+
+/// Parses `start-end perms offset dev inode path`; None for the field lines between headers.
+fn mapping_header(line: &str) -> Option<Header<'_>> {
     let mut fields = line.split_whitespace();
-    let range = fields.next()?;
-    let (start, end) = range.split_once('-')?;
+    let (start, end) = fields.next()?.split_once('-')?;
     let start = usize::from_str_radix(start, 16).ok()?;
     let end = usize::from_str_radix(end, 16).ok()?;
     let permissions = fields.next()?;
     // offset, device and inode, then the path (absent for anonymous mappings).
     let path = fields.nth(3).unwrap_or("");
-    Some((Some((start, end)).filter(|(s, e)| e > s), permissions, path))
+    (end > start).then_some(Header {
+        start,
+        end,
+        permissions,
+        path,
+    })
 }
 
 fn field_kib(line: &str, name: &str) -> Option<u64> {

@@ -219,7 +219,13 @@ fn read_loop(socket: &OwnedFd, protocol: u8, range: Range, counts: &Counts) {
             }
             continue;
         }
-        count_messages(&buffer[..read as usize], protocol, range, counts, &mut present);
+        count_messages(
+            &buffer[..read as usize],
+            protocol,
+            range,
+            counts,
+            &mut present,
+        );
         counts.present.store(present.len() as u64, Ordering::SeqCst);
     }
 }
@@ -245,8 +251,7 @@ fn count_messages(
         let route_type = data[NLMSG_HEADER + 7];
         let counted = destination(&data[NLMSG_HEADER + RTMSG..length])
             .filter(|address| range.holds(*address, prefix_length, route_type));
-        if let (RT_TABLE_MAIN, true, Some(address)) =
-            (table, message_protocol == protocol, counted)
+        if let (RT_TABLE_MAIN, true, Some(address)) = (table, message_protocol == protocol, counted)
         {
             match kind {
                 RTM_NEWROUTE => {
