@@ -79,7 +79,7 @@ pub(super) struct Actor {
     metrics: Metrics,
     restarting: bool,
     rib: Rib,
-    sessions: BTreeMap<String, SessionState>,
+    sessions: Sessions,
     connection_owner: HashMap<ConnectionId, String>,
     next_connection: ConnectionId,
     next_peer: u32,
@@ -139,7 +139,7 @@ pub(super) async fn run(
         config: initial.clone(),
         metrics,
         restarting,
-        sessions: BTreeMap::new(),
+        sessions: Sessions::default(),
         connection_owner: HashMap::new(),
         next_connection: 1,
         next_peer: 1,
@@ -488,18 +488,11 @@ impl Actor {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&mut self) -> Option<Instant> {
         let pending = self.metrics_pending;
         self.sessions
-            .values()
-            .flat_map(|state| {
-                [
-                    state.primary.next_deadline(),
-                    state.secondary.as_ref().and_then(Slot::next_deadline),
-                    state.stale_deadline,
-                ]
-            })
-            .flatten()
+            .next_deadline()
+            .into_iter()
             .chain(pending)
             .min()
     }
@@ -508,8 +501,7 @@ impl Actor {
         if self.metrics_pending.is_some_and(|at| at <= now) {
             self.refresh_counters(now);
         }
-        let names: Vec<String> = self.sessions.keys().cloned().collect();
-        for name in names {
+        for name in self.sessions.due(now) {
             for which in [Which::Primary, Which::Secondary] {
                 let due = match self.slot_mut(&name, which) {
                     Some(slot) => slot.take_due(now),
@@ -564,8 +556,10 @@ mod filters;
 mod limits;
 mod perform;
 mod services;
+mod sessions;
 
 use connections::spawn_connect;
+use sessions::Sessions;
 
 fn negotiated_restart_time(negotiated: &Negotiated) -> Option<Duration> {
     let restart = negotiated.peer_graceful_restart.as_ref()?;

@@ -238,12 +238,12 @@ impl Actor {
         }
     }
 
-    /// Housekeeping after each event: collision leftovers, FSMs to replace, closed connections.
+    /// Housekeeping after each event, for the sessions it changed: collision leftovers, FSMs
+    /// to replace, closed connections.
     pub(super) fn after_event(&mut self) {
-        let names: Vec<String> = self.sessions.keys().cloned().collect();
-        for name in names {
+        for name in self.sessions.take_changed() {
             let mut restart = false;
-            if let Some(state) = self.sessions.get_mut(&name) {
+            if let Some(state) = self.sessions.get_mut_tidying(&name) {
                 tidy_slots(state);
                 restart = state.primary.started_passive
                     && state.primary.fsm.state() == State::Idle
@@ -305,7 +305,7 @@ impl Actor {
 
     pub(super) fn refresh_metrics(&self) {
         self.metrics.bgp_sessions.reset();
-        for (name, state) in &self.sessions {
+        for (name, state) in self.sessions.iter() {
             let fsm_state = state.primary.fsm.state().to_string();
             self.metrics
                 .bgp_sessions
