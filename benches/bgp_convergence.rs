@@ -26,6 +26,8 @@ mod bgp_peers;
 mod codec_peer;
 #[path = "support/gobgp_injector.rs"]
 mod gobgp_injector;
+#[path = "support/proc_status.rs"]
+mod proc_status;
 #[path = "../tests/support/requirements.rs"]
 mod requirements;
 
@@ -149,15 +151,7 @@ impl Running {
                     .unwrap_or(0)
             }
         };
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find(|line| line.starts_with("VmRSS:"))
-                    .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
+        proc_status::rss_kib(pid)
     }
 }
 

@@ -24,6 +24,8 @@
 //! (default 100 000 prefixes, 100 s idle; release build: the lab's daemon is this build's
 //! `starling`).
 
+#[path = "support/bench_lab.rs"]
+mod bench_lab;
 #[path = "../tests/support/bgp_daemons.rs"]
 mod bgp_daemons;
 #[path = "../tests/support/bgp_peers.rs"]
@@ -45,7 +47,7 @@ mod route_monitor;
 
 use std::io::{BufReader, BufWriter};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,7 @@ use gobgp_injector::GoBgpInjector;
 use ipnet::{IpNet, Ipv4Net};
 use route_monitor::{RouteMonitor, Writes};
 use serde_json::json;
-use starling::lab::{self, topology, LabOptions, Mode, UpArgs};
+use starling::lab::{self, topology, Mode};
 
 const AS: u32 = 64512;
 const NAME: &str = "bgp_lab_convergence";
@@ -124,34 +126,9 @@ fn generate_prefixes(count: usize) -> Vec<IpNet> {
         .collect()
 }
 
-/// Brings the lab down also when the benchmark panics.
-struct LabGuard(LabOptions);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Err(error) = lab::down(&self.0) {
-            eprintln!("{NAME}: lab down failed: {error:#}");
-        }
-    }
-}
-
 /// A one-node `bgp` lab; the injector in the bridge namespace; a BGPPeer to it.
 fn starling_run(routes: &[IpNet], idle: Duration, codec: bool) -> Measurement {
-    let options = LabOptions {
-        name: "convbench".to_string(),
-        state_dir: Some(std::env::temp_dir().join("starling-lab-convbench")),
-    };
-    let args = UpArgs {
-        nodes: 1,
-        mode: Mode::Bgp,
-        pods_per_node: 0,
-        subnets: None,
-        etcd_endpoints: None,
-        ipv6: false,
-        starling_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_starling"))),
-    };
-    let state = lab::up(&options, &args).expect("lab up");
-    let _guard = LabGuard(options.clone());
+    let (options, state, _guard) = bench_lab::up("convbench", 1, Mode::Bgp, 0);
     let names = options.names().expect("lab names");
     let directory = tempfile::tempdir().unwrap();
     let injector_namespace = names.bridge_ns();

@@ -23,6 +23,8 @@
 //! nodes needs the host's shared ARP table raised; `lab up` does that and `lab down` restores
 //! it (src/lab/neighbours.rs).
 
+#[path = "support/bench_lab.rs"]
+mod bench_lab;
 #[path = "../tests/support/metrics_scrape.rs"]
 mod metrics_scrape;
 #[path = "support/proc_status.rs"]
@@ -39,7 +41,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use route_monitor::RouteMonitor;
-use starling::lab::{self, daemons, LabOptions, LabState, Mode, UpArgs};
+use starling::lab::{self, daemons, LabOptions, LabState, Mode};
 
 const NAME: &str = "bgp_mesh_lab";
 const AS: u32 = 64512;
@@ -71,21 +73,7 @@ fn main() {
     );
     println!("{NAME}: {nodes}-node full mesh, idle period {idle:?}");
 
-    let options = LabOptions {
-        name: "meshbench".to_string(),
-        state_dir: Some(std::env::temp_dir().join("starling-lab-meshbench")),
-    };
-    let args = UpArgs {
-        nodes,
-        mode: Mode::Bgp,
-        pods_per_node: 1,
-        subnets: None,
-        etcd_endpoints: None,
-        ipv6: false,
-        starling_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_starling"))),
-    };
-    let mut state = lab::up(&options, &args).expect("lab up");
-    let _guard = LabGuard(options.clone());
+    let (options, mut state, _guard) = bench_lab::up("meshbench", nodes, Mode::Bgp, 1);
     let names = options.names().expect("lab names");
     let namespaces: Vec<String> = (1..=nodes).map(|index| names.node_ns(index)).collect();
 
@@ -118,18 +106,6 @@ fn main() {
         starling.idle_writes.iter().sum::<u64>(),
         bird.idle_writes.iter().sum::<u64>(),
     );
-}
-
-/// Brings the lab down also when the benchmark panics (which stops BIRD too: `lab down` ends
-/// every process in the lab's namespaces).
-struct LabGuard(LabOptions);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Err(error) = lab::down(&self.0) {
-            eprintln!("{NAME}: lab down failed: {error:#}");
-        }
-    }
 }
 
 /// Stops the lab's daemons, flushes what they learned, starts them all again and measures.

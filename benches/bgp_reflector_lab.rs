@@ -22,6 +22,8 @@
 //! Run: `cargo bench --bench bgp_reflector_lab [-- K]` (default K = 100; release build: the
 //! lab's daemon is this build's `starling`).
 
+#[path = "support/bench_lab.rs"]
+mod bench_lab;
 #[path = "../tests/support/bgp_daemons.rs"]
 mod bgp_daemons;
 #[path = "../tests/support/bgp_peers.rs"]
@@ -29,13 +31,14 @@ mod bgp_peers;
 #[allow(dead_code)] // the fallback injector's half is the other benchmarks'
 #[path = "support/codec_peer.rs"]
 mod codec_peer;
+#[path = "support/proc_status.rs"]
+mod proc_status;
 #[path = "../tests/support/requirements.rs"]
 mod requirements;
 
 use std::io::{BufReader, BufWriter};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -45,7 +48,7 @@ use codec_peer::MiniPeer;
 use ipnet::{IpNet, Ipv4Net};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
 use serde_json::json;
-use starling::lab::{self, daemons::NodeFiles, resources, topology, LabOptions, Mode, UpArgs};
+use starling::lab::{self, daemons::NodeFiles, resources, topology, Mode};
 use starling_bgp::codec::{Capability, Family, Message, Open};
 use starling_model::AsNumber;
 
@@ -143,34 +146,9 @@ fn client_addresses(subnet_member: Ipv4Addr) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// Brings the lab down also when the benchmark panics.
-struct LabGuard(LabOptions);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Err(error) = lab::down(&self.0) {
-            eprintln!("{NAME}: lab down failed: {error:#}");
-        }
-    }
-}
-
 /// A one-node `bgp-rr` lab; the clients in its bridge namespace; 100 BGPPeers to them.
 fn starling_run(workload: &Workload) -> Measurement {
-    let options = LabOptions {
-        name: "rrbench".to_string(),
-        state_dir: Some(std::env::temp_dir().join("starling-lab-rrbench")),
-    };
-    let args = UpArgs {
-        nodes: 1,
-        mode: Mode::BgpRr,
-        pods_per_node: 0,
-        subnets: None,
-        etcd_endpoints: None,
-        ipv6: false,
-        starling_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_starling"))),
-    };
-    let state = lab::up(&options, &args).expect("lab up");
-    let _guard = LabGuard(options.clone());
+    let (options, state, _guard) = bench_lab::up("rrbench", 1, Mode::BgpRr, 0);
     let names = options.names().expect("lab names");
     let bridge = names.bridge_ns();
     let reflector = state.node_address(1);
@@ -367,7 +345,7 @@ fn measure(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let rss_before_kib = rss_kib(pid);
+    let rss_before_kib = proc_status::rss_kib(pid);
 
     let barrier = Arc::new(Barrier::new(CLIENTS + 1));
     let mut readers = Vec::new();
@@ -403,7 +381,7 @@ fn measure(
         .into_iter()
         .map(|reader| reader.join().expect("a client reader panicked"))
         .collect();
-    let rss_after_kib = rss_kib(pid);
+    let rss_after_kib = proc_status::rss_kib(pid);
     let writers: Vec<MiniPeer> = writers
         .into_iter()
         .map(|writer| writer.join().expect("a client writer panicked"))
@@ -555,16 +533,4 @@ fn try_connect_from(own: Ipv4Addr, target: Ipv4Addr) -> Option<MiniPeer> {
         Message::Keepalive => Some(peer),
         _ => None,
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
