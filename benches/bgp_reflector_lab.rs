@@ -49,8 +49,7 @@ use ipnet::{IpNet, Ipv4Net};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
 use serde_json::json;
 use starling::lab::{self, daemons::NodeFiles, resources, topology, Mode};
-use starling_bgp::codec::{Capability, Family, Message, Open};
-use starling_model::AsNumber;
+use starling_bgp::codec::Message;
 
 /// The lab's cluster AS; `codec_peer` speaks as `crate::AS`.
 const AS: u32 = resources::CLUSTER_AS;
@@ -506,29 +505,9 @@ fn try_connect_from(own: Ipv4Addr, target: Ipv4Addr) -> Option<MiniPeer> {
     let stream = TcpStream::from(fd);
     stream.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
     stream.set_nodelay(true).ok()?;
-    let mut peer = MiniPeer {
-        reader: BufReader::with_capacity(1 << 20, stream.try_clone().ok()?),
-        writer: BufWriter::with_capacity(1 << 16, stream),
-        buffer: Vec::new(),
-    };
-    // Hold time 240 s, as codec_peer: the clients send no keepalives later and the run is
-    // far shorter.
-    let open = Open::new(
-        AsNumber(AS),
-        240,
-        own,
-        vec![
-            Capability::Multiprotocol(Family::IPV4_UNICAST),
-            Capability::RouteRefresh,
-        ],
-    );
-    peer.send(&Message::Open(open));
-    peer.flush();
-    let Message::Open(_) = peer.receive()? else {
-        return None;
-    };
-    peer.send(&Message::Keepalive);
-    peer.flush();
+    // codec_peer's OPEN has hold time 240 s: the clients send no keepalives later, and the
+    // run is far shorter.
+    let mut peer = MiniPeer::handshake(stream, own)?;
     match peer.receive()? {
         Message::Keepalive => Some(peer),
         _ => None,

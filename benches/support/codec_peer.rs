@@ -46,6 +46,11 @@ impl MiniPeer {
         stream
             .set_read_timeout(Some(Duration::from_secs(120)))
             .ok()?;
+        MiniPeer::handshake(stream, own)
+    }
+
+    /// OPEN both ways and our KEEPALIVE over a connected stream.
+    pub fn handshake(stream: TcpStream, own: Ipv4Addr) -> Option<MiniPeer> {
         let mut peer = MiniPeer {
             reader: BufReader::with_capacity(1 << 20, stream.try_clone().ok()?),
             writer: BufWriter::with_capacity(1 << 20, stream),
